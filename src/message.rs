@@ -1,0 +1,220 @@
+//! `Message`: everything a subscriber can receive, typed after Redis's push replies.
+
+use crate::Name;
+
+/// One item from a [`Subscriber`]'s stream: a delivered message or the
+/// confirmation of a (un)subscribe call.
+///
+/// The variants mirror the replies a Redis connection in subscribe mode
+/// receives, one for one (`message`, `pmessage`, `smessage`, `subscribe`, …).
+/// [`Message::kind`] gives that Redis word.
+///
+/// Confirmations carry the subscriber's running count, as in Redis:
+/// channels + patterns for the channel and pattern families, shard channels
+/// only for the shard family. An unsubscribe confirmation has `None` for a
+/// name when the subscriber held nothing in that namespace (Redis replies
+/// with a nil name).
+///
+/// The payload type `P` is whatever the [`Broker`] was created with, by
+/// default [`bytes::Bytes`]; it is cloned once per delivery, so a fan-out
+/// to N subscribers never copies the payload bytes.
+///
+/// [`Subscriber`]: crate::Subscriber
+/// [`Broker`]: crate::Broker
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Message<P = bytes::Bytes> {
+    /// `message`: a publish to a channel this subscriber holds.
+    Message {
+        /// The channel the message was published to.
+        channel: Name,
+        /// The published payload.
+        payload: P,
+    },
+    /// `pmessage`: a publish to a channel matching a pattern this subscriber holds.
+    PMessage {
+        /// The pattern that matched (as it was subscribed).
+        pattern: Name,
+        /// The channel the message was published to.
+        channel: Name,
+        /// The published payload.
+        payload: P,
+    },
+    /// `smessage`: a shard publish ([`Broker::spublish`](crate::Broker::spublish)).
+    SMessage {
+        /// The shard channel the message was published to.
+        channel: Name,
+        /// The published payload.
+        payload: P,
+    },
+    /// `subscribe`: confirms one channel of a `subscribe` call.
+    Subscribe {
+        /// The channel named in the call.
+        channel: Name,
+        /// Channels + patterns held after this confirmation.
+        count: usize,
+    },
+    /// `unsubscribe`: confirms one channel of an `unsubscribe` call.
+    Unsubscribe {
+        /// The channel, or `None` when an unsubscribe-all found none held.
+        channel: Option<Name>,
+        /// Channels + patterns still held.
+        count: usize,
+    },
+    /// `psubscribe`: confirms one pattern of a `psubscribe` call.
+    PSubscribe {
+        /// The pattern named in the call.
+        pattern: Name,
+        /// Channels + patterns held after this confirmation.
+        count: usize,
+    },
+    /// `punsubscribe`: confirms one pattern of a `punsubscribe` call.
+    PUnsubscribe {
+        /// The pattern, or `None` when a punsubscribe-all found none held.
+        pattern: Option<Name>,
+        /// Channels + patterns still held.
+        count: usize,
+    },
+    /// `ssubscribe`: confirms one shard channel of an `ssubscribe` call.
+    SSubscribe {
+        /// The shard channel named in the call.
+        channel: Name,
+        /// Shard channels held after this confirmation.
+        count: usize,
+    },
+    /// `sunsubscribe`: confirms one shard channel of an `sunsubscribe` call.
+    SUnsubscribe {
+        /// The shard channel, or `None` when an sunsubscribe-all found none held.
+        channel: Option<Name>,
+        /// Shard channels still held.
+        count: usize,
+    },
+}
+
+/// Where a delivered message came from: the key a callback table is
+/// indexed by (see [`Dispatcher`](crate::Dispatcher)).
+///
+/// A `message` comes from its channel, a `pmessage` from its *pattern*
+/// (not the concrete channel), an `smessage` from its shard channel; the
+/// three namespaces never collide.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// Subscribed with [`Subscriber::subscribe`](crate::Subscriber::subscribe).
+    Channel(Name),
+    /// Subscribed with [`Subscriber::psubscribe`](crate::Subscriber::psubscribe).
+    Pattern(Name),
+    /// Subscribed with [`Subscriber::ssubscribe`](crate::Subscriber::ssubscribe).
+    Shard(Name),
+}
+
+impl<P> Message<P> {
+    /// The Redis word for this item: `"message"`, `"pmessage"`, `"smessage"`,
+    /// `"subscribe"`, `"unsubscribe"`, `"psubscribe"`, `"punsubscribe"`,
+    /// `"ssubscribe"` or `"sunsubscribe"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Message { .. } => "message",
+            Message::PMessage { .. } => "pmessage",
+            Message::SMessage { .. } => "smessage",
+            Message::Subscribe { .. } => "subscribe",
+            Message::Unsubscribe { .. } => "unsubscribe",
+            Message::PSubscribe { .. } => "psubscribe",
+            Message::PUnsubscribe { .. } => "punsubscribe",
+            Message::SSubscribe { .. } => "ssubscribe",
+            Message::SUnsubscribe { .. } => "sunsubscribe",
+        }
+    }
+
+    /// Whether this is a published message (`message`, `pmessage` or
+    /// `smessage`) rather than a confirmation.
+    pub fn is_delivery(&self) -> bool {
+        matches!(
+            self,
+            Message::Message { .. } | Message::PMessage { .. } | Message::SMessage { .. }
+        )
+    }
+
+    /// The channel a delivery was published to, or a confirmation's channel;
+    /// `None` for pattern confirmations and for unsubscribe-all replies that
+    /// found nothing.
+    pub fn channel(&self) -> Option<&Name> {
+        match self {
+            Message::Message { channel, .. }
+            | Message::PMessage { channel, .. }
+            | Message::SMessage { channel, .. }
+            | Message::Subscribe { channel, .. }
+            | Message::SSubscribe { channel, .. } => Some(channel),
+            Message::Unsubscribe { channel, .. } | Message::SUnsubscribe { channel, .. } => {
+                channel.as_ref()
+            }
+            Message::PSubscribe { .. } | Message::PUnsubscribe { .. } => None,
+        }
+    }
+
+    /// The pattern of a `pmessage` or of a pattern confirmation.
+    pub fn pattern(&self) -> Option<&Name> {
+        match self {
+            Message::PMessage { pattern, .. } | Message::PSubscribe { pattern, .. } => {
+                Some(pattern)
+            }
+            Message::PUnsubscribe { pattern, .. } => pattern.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The payload of a delivery; `None` for confirmations.
+    pub fn payload(&self) -> Option<&P> {
+        match self {
+            Message::Message { payload, .. }
+            | Message::PMessage { payload, .. }
+            | Message::SMessage { payload, .. } => Some(payload),
+            _ => None,
+        }
+    }
+
+    /// Takes the payload out of a delivery; `None` for confirmations.
+    pub fn into_payload(self) -> Option<P> {
+        match self {
+            Message::Message { payload, .. }
+            | Message::PMessage { payload, .. }
+            | Message::SMessage { payload, .. } => Some(payload),
+            _ => None,
+        }
+    }
+
+    /// The running count of a confirmation; `None` for deliveries.
+    pub fn count(&self) -> Option<usize> {
+        match self {
+            Message::Subscribe { count, .. }
+            | Message::Unsubscribe { count, .. }
+            | Message::PSubscribe { count, .. }
+            | Message::PUnsubscribe { count, .. }
+            | Message::SSubscribe { count, .. }
+            | Message::SUnsubscribe { count, .. } => Some(*count),
+            _ => None,
+        }
+    }
+
+    /// The subscription a delivery arrived through: its channel, its pattern
+    /// or its shard channel. `None` for confirmations.
+    ///
+    /// ```
+    /// use channelcast::{Broker, Source};
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// sub.psubscribe(["news.*"]).unwrap();
+    /// sub.recv().unwrap(); // the psubscribe confirmation
+    /// broker.publish("news.art", "hi");
+    /// let msg = sub.recv().unwrap();
+    /// assert_eq!(msg.source(), Some(Source::Pattern("news.*".into())));
+    /// ```
+    pub fn source(&self) -> Option<Source> {
+        match self {
+            Message::Message { channel, .. } => Some(Source::Channel(channel.clone())),
+            Message::PMessage { pattern, .. } => Some(Source::Pattern(pattern.clone())),
+            Message::SMessage { channel, .. } => Some(Source::Shard(channel.clone())),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! `Name`: the binary-safe, cheaply cloned name of a channel or a pattern.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// The name of a channel, shard channel or pattern.
+///
+/// Names are arbitrary bytes, exactly as in Redis: the empty name and names
+/// holding NUL or non-UTF-8 bytes are all valid. A `Name` is reference
+/// counted, so the broker clones it into every delivered [`Message`] for the
+/// price of one atomic increment, never a copy of the bytes.
+///
+/// Build one from a `&str`, `String`, `&[u8]` or `Vec<u8>` with `From`/`Into`;
+/// every API that takes names accepts anything `Into<Name>`.
+///
+/// ```
+/// use channelcast::Name;
+///
+/// let name = Name::from("news.sport");
+/// assert_eq!(name.as_str(), Some("news.sport"));
+/// assert_eq!(name, "news.sport");
+/// assert_eq!(name.to_string(), "news.sport");
+///
+/// let raw = Name::from(&b"\xff\x00"[..]);
+/// assert_eq!(raw.as_str(), None);
+/// assert_eq!(raw.as_bytes(), b"\xff\x00");
+/// assert_eq!(raw.to_string(), "\\xff\\x00");
+/// ```
+///
+/// [`Message`]: crate::Message
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Name(Arc<[u8]>);
+
+impl Name {
+    /// The name's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The name as UTF-8 text, or `None` when its bytes are not valid UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// The length of the name in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether this is the empty name (valid, as in Redis).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Deref for Name {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Name {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+// Hash exactly like `[u8]`, so maps keyed by `Name` can be searched with a
+// borrowed `&[u8]` (no allocation on the publish path).
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl Borrow<[u8]> for Name {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&[u8]> for Name {
+    fn from(bytes: &[u8]) -> Self {
+        Name(Arc::from(bytes))
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Name {
+    fn from(bytes: &[u8; N]) -> Self {
+        Name(Arc::from(&bytes[..]))
+    }
+}
+
+impl From<Vec<u8>> for Name {
+    fn from(bytes: Vec<u8>) -> Self {
+        Name(Arc::from(bytes))
+    }
+}
+
+impl From<&str> for Name {
+    fn from(text: &str) -> Self {
+        Name(Arc::from(text.as_bytes()))
+    }
+}
+
+impl From<String> for Name {
+    fn from(text: String) -> Self {
+        Name(Arc::from(text.into_bytes()))
+    }
+}
+
+impl From<&String> for Name {
+    fn from(text: &String) -> Self {
+        Name::from(text.as_str())
+    }
+}
+
+impl From<&Name> for Name {
+    fn from(name: &Name) -> Self {
+        name.clone()
+    }
+}
+
+impl From<bytes::Bytes> for Name {
+    fn from(bytes: bytes::Bytes) -> Self {
+        Name::from(&bytes[..])
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<[u8]> for Name {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_bytes() == other
+    }
+}
+
+impl PartialEq<&[u8]> for Name {
+    fn eq(&self, other: &&[u8]) -> bool {
+        self.as_bytes() == *other
+    }
+}
+
+/// Shows the name as text; bytes that are not printable ASCII are escaped
+/// as `\xNN` (so a binary name always prints on one line).
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.as_str() {
+            if !text.chars().any(char::is_control) {
+                return f.write_str(text);
+            }
+        }
+        for &byte in self.as_bytes() {
+            if byte.is_ascii_graphic() || byte == b' ' {
+                fmt::Write::write_char(f, char::from(byte))?;
+            } else {
+                write!(f, "\\x{byte:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}

@@ -1,0 +1,391 @@
+//! The state every handle shares: channel shards, the pattern table, the
+//! subscriber endpoints, and the locking rules that make the guarantees hold.
+//!
+//! # Locks, and the order they are taken in
+//!
+//! 1. `Subscriber::state` (a subscriber's own bookkeeping), held for a whole
+//!    (un)subscribe call so that its confirmations' counts come out in order;
+//! 2. one `Shard` mutex at a time (never two);
+//! 3. the `patterns` read/write lock.
+//!
+//! A thread holding a lock may only take locks further down the list. The
+//! `endpoints` mutex is a leaf: nothing else is taken while holding it.
+//!
+//! # Why the guarantees hold
+//!
+//! - A publish holds its channel's shard mutex from its first send to its
+//!   last (pattern deliveries included). Two publishes to one channel are
+//!   therefore never interleaved, so every subscriber sees them in the same
+//!   order: *same order for everyone, per channel*.
+//! - A (un)subscribe changes the map and queues its confirmation under the
+//!   same lock a publish needs to deliver through that entry, so no delivery
+//!   lands before a subscribe confirmation or after an unsubscribe one.
+//! - Queues are unbounded crossbeam channels: a send never blocks, so holding
+//!   a lock across sends cannot deadlock, and a silent subscriber never
+//!   stalls a publisher.
+
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_channel::Sender;
+use parking_lot::{Mutex, RwLock};
+use smallvec::SmallVec;
+
+use crate::{Glob, Message, Name};
+
+/// The fast, randomly seeded hasher used by every map.
+pub(crate) type Hasher = foldhash::fast::RandomState;
+pub(crate) type FastMap<K, V> = HashMap<K, V, Hasher>;
+
+/// Identifies a subscriber inside the broker (never reused).
+pub(crate) type SubId = u64;
+
+/// A subscriber's place in one channel's or pattern's list.
+struct Endpoint<P> {
+    id: SubId,
+    tx: Sender<Message<P>>,
+}
+
+/// The subscribers of one channel or pattern. Most names have one or two,
+/// so the first lives inline.
+type Endpoints<P> = SmallVec<[Endpoint<P>; 1]>;
+
+/// Which of the two channel namespaces a shard map serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Space {
+    /// `SUBSCRIBE` / `PUBLISH`.
+    Channel,
+    /// `SSUBSCRIBE` / `SPUBLISH`.
+    Shard,
+}
+
+/// One stripe of the channel maps. Channels hash to a stripe, so publishers
+/// on different channels rarely touch the same lock.
+struct Shard<P> {
+    channels: FastMap<Name, Endpoints<P>>,
+    shard_channels: FastMap<Name, Endpoints<P>>,
+}
+
+impl<P> Shard<P> {
+    fn map(&self, space: Space) -> &FastMap<Name, Endpoints<P>> {
+        match space {
+            Space::Channel => &self.channels,
+            Space::Shard => &self.shard_channels,
+        }
+    }
+
+    fn map_mut(&mut self, space: Space) -> &mut FastMap<Name, Endpoints<P>> {
+        match space {
+            Space::Channel => &mut self.channels,
+            Space::Shard => &mut self.shard_channels,
+        }
+    }
+}
+
+/// Keeps each shard's lock on its own cache line, so two publishers on
+/// different shards do not slow each other down through false sharing.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// One distinct live pattern and its subscribers.
+struct PatternEntry<P> {
+    glob: Glob,
+    subscribers: Endpoints<P>,
+}
+
+/// Every distinct live pattern, in creation order.
+struct PatternTable<P> {
+    /// Keyed by creation sequence: iterating yields the documented
+    /// pmessage order (the order the patterns came to life).
+    by_seq: BTreeMap<u64, PatternEntry<P>>,
+    /// Pattern name → its key in `by_seq`.
+    seq_of: FastMap<Name, u64>,
+    next_seq: u64,
+}
+
+/// The broker's state, shared by every `Broker` handle (strongly) and every
+/// `Subscriber` (weakly: subscribers must not keep the broker alive, or they
+/// could never learn that it is gone).
+pub(crate) struct Registry<P> {
+    shards: Box<[Padded<Mutex<Shard<P>>>]>,
+    patterns: RwLock<PatternTable<P>>,
+    /// The number of distinct live patterns, readable without the lock, so a
+    /// publish skips the pattern table entirely when there are none.
+    pattern_count: AtomicUsize,
+    /// Each live subscriber's sending half, for its confirmations. Owned
+    /// here so that dropping the last broker handle drops every sender and
+    /// subscribers see "disconnected" once drained.
+    endpoints: Mutex<FastMap<SubId, Sender<Message<P>>>>,
+    next_id: AtomicU64,
+    hasher: Hasher,
+}
+
+impl<P> std::fmt::Debug for Registry<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("shards", &self.shards.len())
+            .field("patterns", &self.pattern_count.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> Registry<P> {
+    pub(crate) fn new() -> Self {
+        // Enough stripes that distinct hot channels rarely share one, on
+        // machines much wider than the one a benchmark runs on.
+        let stripes = std::thread::available_parallelism()
+            .map_or(8, std::num::NonZeroUsize::get)
+            .saturating_mul(8)
+            .clamp(16, 1024)
+            .next_power_of_two();
+        let shards = (0..stripes)
+            .map(|_| {
+                Padded(Mutex::new(Shard {
+                    channels: FastMap::default(),
+                    shard_channels: FastMap::default(),
+                }))
+            })
+            .collect();
+        Registry {
+            shards,
+            patterns: RwLock::new(PatternTable {
+                by_seq: BTreeMap::new(),
+                seq_of: FastMap::default(),
+                next_seq: 0,
+            }),
+            pattern_count: AtomicUsize::new(0),
+            endpoints: Mutex::new(FastMap::default()),
+            next_id: AtomicU64::new(0),
+            hasher: Hasher::default(),
+        }
+    }
+
+    fn shard(&self, name: &[u8]) -> &Mutex<Shard<P>> {
+        let hash = self.hasher.hash_one(name);
+        // The top bits: the map inside the shard uses the low ones.
+        let index = (hash >> 32) as usize & (self.shards.len() - 1);
+        &self.shards[index].0
+    }
+
+    // ---- subscribers -------------------------------------------------------
+
+    /// Registers a new subscriber's sending half; returns its id.
+    pub(crate) fn register(&self, tx: Sender<Message<P>>) -> SubId {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.endpoints.lock().insert(id, tx);
+        id
+    }
+
+    /// The sending half of subscriber `id`, for queueing its confirmations.
+    pub(crate) fn sender(&self, id: SubId) -> Option<Sender<Message<P>>> {
+        self.endpoints.lock().get(&id).cloned()
+    }
+
+    /// Forgets subscriber `id` (its subscriptions must already be removed).
+    pub(crate) fn unregister(&self, id: SubId) {
+        self.endpoints.lock().remove(&id);
+    }
+
+    // ---- channels ----------------------------------------------------------
+
+    /// Adds subscriber `id` to channel `name` in `space` and queues
+    /// `confirmation`, atomically with respect to publishes on `name`.
+    pub(crate) fn add_channel(
+        &self,
+        space: Space,
+        name: &Name,
+        id: SubId,
+        tx: &Sender<Message<P>>,
+        confirmation: Message<P>,
+    ) {
+        let mut shard = self.shard(name).lock();
+        let endpoint = Endpoint { id, tx: tx.clone() };
+        shard
+            .map_mut(space)
+            .entry(name.clone())
+            .or_default()
+            .push(endpoint);
+        // Under the lock: no delivery on `name` can overtake it.
+        let _ = tx.send(confirmation);
+    }
+
+    /// Removes subscriber `id` from channel `name` in `space` (dropping the
+    /// entry when it was the last) and queues `confirmation`, if any,
+    /// atomically with respect to publishes on `name`.
+    pub(crate) fn remove_channel(
+        &self,
+        space: Space,
+        name: &Name,
+        id: SubId,
+        tx: Option<&Sender<Message<P>>>,
+        confirmation: Option<Message<P>>,
+    ) {
+        let mut shard = self.shard(name).lock();
+        let map = shard.map_mut(space);
+        if let MapEntry::Occupied(mut entry) = map.entry(name.clone()) {
+            remove_endpoint(entry.get_mut(), id);
+            if entry.get().is_empty() {
+                entry.remove();
+            }
+        }
+        if let (Some(tx), Some(confirmation)) = (tx, confirmation) {
+            let _ = tx.send(confirmation);
+        }
+    }
+
+    // ---- patterns ----------------------------------------------------------
+
+    /// Adds subscriber `id` to `pattern` (creating the pattern's entry if it
+    /// is new) and queues `confirmation`, atomically with respect to every
+    /// publish.
+    pub(crate) fn add_pattern(
+        &self,
+        pattern: &Name,
+        id: SubId,
+        tx: &Sender<Message<P>>,
+        confirmation: Message<P>,
+    ) {
+        let mut table = self.patterns.write();
+        let table = &mut *table;
+        let seq = match table.seq_of.entry(pattern.clone()) {
+            MapEntry::Occupied(entry) => *entry.get(),
+            MapEntry::Vacant(entry) => {
+                let seq = table.next_seq;
+                table.next_seq += 1;
+                entry.insert(seq);
+                table.by_seq.insert(
+                    seq,
+                    PatternEntry {
+                        glob: Glob::new(pattern),
+                        subscribers: SmallVec::new(),
+                    },
+                );
+                self.pattern_count.fetch_add(1, Ordering::Release);
+                seq
+            }
+        };
+        let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
+        entry.subscribers.push(Endpoint { id, tx: tx.clone() });
+        let _ = tx.send(confirmation);
+    }
+
+    /// Removes subscriber `id` from `pattern` (dropping the pattern when it
+    /// was the last) and queues `confirmation`, if any, atomically with
+    /// respect to every publish.
+    pub(crate) fn remove_pattern(
+        &self,
+        pattern: &Name,
+        id: SubId,
+        tx: Option<&Sender<Message<P>>>,
+        confirmation: Option<Message<P>>,
+    ) {
+        let mut table = self.patterns.write();
+        let table = &mut *table;
+        if let Some(&seq) = table.seq_of.get(pattern.as_bytes()) {
+            let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
+            remove_endpoint(&mut entry.subscribers, id);
+            if entry.subscribers.is_empty() {
+                table.by_seq.remove(&seq);
+                table.seq_of.remove(pattern.as_bytes());
+                self.pattern_count.fetch_sub(1, Ordering::Release);
+            }
+        }
+        if let (Some(tx), Some(confirmation)) = (tx, confirmation) {
+            let _ = tx.send(confirmation);
+        }
+    }
+
+    /// The number of distinct live patterns.
+    pub(crate) fn numpat(&self) -> usize {
+        self.pattern_count.load(Ordering::Acquire)
+    }
+}
+
+impl<P: Clone> Registry<P> {
+    // ---- publishing --------------------------------------------------------
+
+    /// Delivers `payload` on `channel` to its exact subscribers in `space`
+    /// and, for [`Space::Channel`], to every matching pattern's subscribers;
+    /// returns the number of deliveries (Redis's count).
+    pub(crate) fn publish(&self, space: Space, channel: &[u8], payload: P) -> usize {
+        let shard = self.shard(channel).lock();
+        let mut delivered = 0;
+        // The channel's name as a shared `Name`: taken from the map when the
+        // channel has exact subscribers, built at most once otherwise.
+        let mut name: Option<Name> = None;
+        if let Some((key, endpoints)) = shard.map(space).get_key_value(channel) {
+            for endpoint in endpoints {
+                let message = match space {
+                    Space::Channel => Message::Message {
+                        channel: key.clone(),
+                        payload: payload.clone(),
+                    },
+                    Space::Shard => Message::SMessage {
+                        channel: key.clone(),
+                        payload: payload.clone(),
+                    },
+                };
+                let _ = endpoint.tx.send(message);
+            }
+            delivered += endpoints.len();
+            name = Some(key.clone());
+        }
+        if space == Space::Channel && self.pattern_count.load(Ordering::Acquire) > 0 {
+            let table = self.patterns.read();
+            for entry in table.by_seq.values() {
+                if !entry.glob.is_match(channel) {
+                    continue;
+                }
+                let channel_name = name.get_or_insert_with(|| Name::from(channel));
+                for endpoint in &entry.subscribers {
+                    let _ = endpoint.tx.send(Message::PMessage {
+                        pattern: entry.glob.as_name().clone(),
+                        channel: channel_name.clone(),
+                        payload: payload.clone(),
+                    });
+                }
+                delivered += entry.subscribers.len();
+            }
+        }
+        // Hold the shard lock to the end: the next publish on this channel
+        // must not start delivering before this one has finished.
+        drop(shard);
+        delivered
+    }
+
+    // ---- introspection -----------------------------------------------------
+
+    /// Live channels in `space`, filtered by `pattern`, sorted by bytes.
+    pub(crate) fn channels(&self, space: Space, pattern: Option<&Glob>) -> Vec<Name> {
+        let mut names = Vec::new();
+        for shard in &*self.shards {
+            let shard = shard.0.lock();
+            names.extend(
+                shard
+                    .map(space)
+                    .keys()
+                    .filter(|name| pattern.map_or(true, |glob| glob.is_match(name)))
+                    .cloned(),
+            );
+        }
+        names.sort_unstable();
+        names
+    }
+
+    /// The number of exact subscribers of `name` in `space`.
+    pub(crate) fn numsub(&self, space: Space, name: &[u8]) -> usize {
+        self.shard(name)
+            .lock()
+            .map(space)
+            .get(name)
+            .map_or(0, SmallVec::len)
+    }
+}
+
+fn remove_endpoint<P>(endpoints: &mut Endpoints<P>, id: SubId) {
+    if let Some(at) = endpoints.iter().position(|endpoint| endpoint.id == id) {
+        endpoints.swap_remove(at);
+    }
+}

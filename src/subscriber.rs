@@ -1,0 +1,585 @@
+//! `Subscriber`: one consumer's subscriptions and its queue of messages.
+
+use std::fmt;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use smallvec::SmallVec;
+
+use crate::error::{BrokerClosed, RecvError, RecvTimeoutError, SubscribeError, TryRecvError};
+use crate::registry::{FastMap, Registry, Space, SubId};
+use crate::{Message, Name};
+
+/// One consumer of messages: the in-process twin of a Redis connection in
+/// subscribe mode.
+///
+/// Create one with [`Broker::subscriber`](crate::Broker::subscriber), give it
+/// channels ([`subscribe`](Subscriber::subscribe)), patterns
+/// ([`psubscribe`](Subscriber::psubscribe)) and shard channels
+/// ([`ssubscribe`](Subscriber::ssubscribe)), then drain it with
+/// [`recv`](Subscriber::recv) and friends in a worker loop.
+///
+/// Every (un)subscribe call puts its Redis confirmations, one per name, into
+/// this subscriber's own stream, in order with the messages; the call also
+/// returns the resulting count for convenience.
+///
+/// A `Subscriber` is `Send + Sync`: one thread may block in `recv` while
+/// another changes its subscriptions. Dropping it removes every subscription
+/// silently (no confirmations), like a Redis client disconnecting.
+///
+/// ```
+/// use channelcast::{Broker, Message};
+///
+/// let broker = Broker::new();
+/// let sub = broker.subscriber();
+/// assert_eq!(sub.subscribe(["a", "b"]).unwrap(), 2);
+/// assert_eq!(sub.recv().unwrap(), Message::Subscribe { channel: "a".into(), count: 1 });
+/// assert_eq!(sub.recv().unwrap(), Message::Subscribe { channel: "b".into(), count: 2 });
+///
+/// broker.publish("b", "hi");
+/// for msg in sub.try_iter() {
+///     assert_eq!(msg.payload().unwrap(), "hi");
+/// }
+/// ```
+pub struct Subscriber<P = bytes::Bytes> {
+    id: SubId,
+    rx: Receiver<Message<P>>,
+    /// Weak, so that subscribers do not keep the broker alive: when the last
+    /// `Broker` goes, the senders go with it and `recv` reports
+    /// disconnection instead of blocking forever.
+    registry: Weak<Registry<P>>,
+    /// What this subscriber holds. Locked for the whole of a (un)subscribe
+    /// call so that the counts in its confirmations are consecutive even
+    /// when several threads change the subscriptions at once.
+    held: Mutex<Held>,
+}
+
+/// The three namespaces a subscriber can hold names in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+impl Family {
+    fn subscribed<P>(self, name: Name, count: usize) -> Message<P> {
+        match self {
+            Family::Channel => Message::Subscribe {
+                channel: name,
+                count,
+            },
+            Family::Pattern => Message::PSubscribe {
+                pattern: name,
+                count,
+            },
+            Family::Shard => Message::SSubscribe {
+                channel: name,
+                count,
+            },
+        }
+    }
+
+    fn unsubscribed<P>(self, name: Option<Name>, count: usize) -> Message<P> {
+        match self {
+            Family::Channel => Message::Unsubscribe {
+                channel: name,
+                count,
+            },
+            Family::Pattern => Message::PUnsubscribe {
+                pattern: name,
+                count,
+            },
+            Family::Shard => Message::SUnsubscribe {
+                channel: name,
+                count,
+            },
+        }
+    }
+}
+
+/// A subscriber's names in each namespace, each with the sequence number
+/// it was subscribed at (unsubscribe-all releases them in that order).
+#[derive(Default)]
+struct Held {
+    channels: FastMap<Name, u64>,
+    patterns: FastMap<Name, u64>,
+    shards: FastMap<Name, u64>,
+    next_seq: u64,
+}
+
+impl Held {
+    fn set(&mut self, family: Family) -> &mut FastMap<Name, u64> {
+        match family {
+            Family::Channel => &mut self.channels,
+            Family::Pattern => &mut self.patterns,
+            Family::Shard => &mut self.shards,
+        }
+    }
+
+    /// The count Redis reports for `family`: channels + patterns share one
+    /// count, shard channels have their own.
+    fn count(&self, family: Family) -> usize {
+        match family {
+            Family::Channel | Family::Pattern => self.channels.len() + self.patterns.len(),
+            Family::Shard => self.shards.len(),
+        }
+    }
+
+    /// Every name held in `family`, oldest subscription first.
+    fn in_order(&mut self, family: Family) -> Vec<Name> {
+        let mut names: Vec<(u64, Name)> = self
+            .set(family)
+            .iter()
+            .map(|(name, seq)| (*seq, name.clone()))
+            .collect();
+        names.sort_unstable_by_key(|(seq, _)| *seq);
+        names.into_iter().map(|(_, name)| name).collect()
+    }
+}
+
+impl<P> Registry<P> {
+    fn add(
+        &self,
+        family: Family,
+        name: &Name,
+        id: SubId,
+        tx: &Sender<Message<P>>,
+        confirm: Message<P>,
+    ) {
+        match family {
+            Family::Channel => self.add_channel(Space::Channel, name, id, tx, confirm),
+            Family::Shard => self.add_channel(Space::Shard, name, id, tx, confirm),
+            Family::Pattern => self.add_pattern(name, id, tx, confirm),
+        }
+    }
+
+    fn remove(
+        &self,
+        family: Family,
+        name: &Name,
+        id: SubId,
+        tx: Option<&Sender<Message<P>>>,
+        confirm: Option<Message<P>>,
+    ) {
+        match family {
+            Family::Channel => self.remove_channel(Space::Channel, name, id, tx, confirm),
+            Family::Shard => self.remove_channel(Space::Shard, name, id, tx, confirm),
+            Family::Pattern => self.remove_pattern(name, id, tx, confirm),
+        }
+    }
+}
+
+impl<P: Clone + Send + 'static> Subscriber<P> {
+    pub(crate) fn new(registry: &std::sync::Arc<Registry<P>>) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let id = registry.register(tx);
+        Subscriber {
+            id,
+            rx,
+            registry: std::sync::Arc::downgrade(registry),
+            held: Mutex::new(Held::default()),
+        }
+    }
+
+    /// Subscribes to each channel in `channels` (Redis `SUBSCRIBE`) and
+    /// returns the number of channels + patterns now held.
+    ///
+    /// Queues one [`Message::Subscribe`] per name, in argument order, each
+    /// with the running count; a name already held is confirmed again with
+    /// the count unchanged. Messages published on a channel after its
+    /// confirmation was queued are delivered; none arrive before it.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::NoNames`] when `channels` is empty (Redis: wrong
+    /// number of arguments); [`SubscribeError::BrokerClosed`] when every
+    /// broker handle is gone. In both cases nothing is queued.
+    ///
+    /// ```
+    /// # use channelcast::{Broker, Message, SubscribeError};
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// assert_eq!(sub.subscribe(["foo", "foo"]).unwrap(), 1);
+    /// let confirmations: Vec<_> = sub.try_iter().collect();
+    /// assert_eq!(confirmations, [
+    ///     Message::Subscribe { channel: "foo".into(), count: 1 },
+    ///     Message::Subscribe { channel: "foo".into(), count: 1 },
+    /// ]);
+    /// assert_eq!(sub.subscribe(Vec::<&str>::new()), Err(SubscribeError::NoNames));
+    /// ```
+    pub fn subscribe<I>(&self, channels: I) -> Result<usize, SubscribeError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Name>,
+    {
+        self.subscribe_in(Family::Channel, channels)
+    }
+
+    /// Subscribes to each glob pattern in `patterns` (Redis `PSUBSCRIBE`)
+    /// and returns the number of channels + patterns now held.
+    ///
+    /// Confirmations ([`Message::PSubscribe`]) work as for
+    /// [`subscribe`](Subscriber::subscribe). A publish on any matching
+    /// channel then arrives as a [`Message::PMessage`] carrying the pattern.
+    /// See [`Glob`](crate::Glob) for the syntax; every byte string is a valid
+    /// pattern.
+    ///
+    /// # Errors
+    ///
+    /// As for [`subscribe`](Subscriber::subscribe).
+    pub fn psubscribe<I>(&self, patterns: I) -> Result<usize, SubscribeError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Name>,
+    {
+        self.subscribe_in(Family::Pattern, patterns)
+    }
+
+    /// Subscribes to each shard channel in `channels` (Redis `SSUBSCRIBE`)
+    /// and returns the number of shard channels now held (shard counts never
+    /// include channels or patterns).
+    ///
+    /// # Errors
+    ///
+    /// As for [`subscribe`](Subscriber::subscribe).
+    pub fn ssubscribe<I>(&self, channels: I) -> Result<usize, SubscribeError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Name>,
+    {
+        self.subscribe_in(Family::Shard, channels)
+    }
+
+    /// Unsubscribes from each channel in `channels` (Redis `UNSUBSCRIBE`)
+    /// and returns the number of channels + patterns still held.
+    ///
+    /// Queues one [`Message::Unsubscribe`] per name, also for names never
+    /// held (count unchanged). No message on a channel arrives after its
+    /// unsubscribe confirmation.
+    ///
+    /// **An empty `channels` means "all"**, as Redis's argument-less
+    /// `UNSUBSCRIBE`: every held channel is released, oldest subscription
+    /// first, one confirmation each; when none is held, a single
+    /// confirmation with `channel: None` is queued. Prefer
+    /// [`unsubscribe_all`](Subscriber::unsubscribe_all) to say so plainly.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerClosed`] when every broker handle is gone (the subscriptions
+    /// are gone with it).
+    pub fn unsubscribe<I>(&self, channels: I) -> Result<usize, BrokerClosed>
+    where
+        I: IntoIterator,
+        I::Item: Into<Name>,
+    {
+        self.unsubscribe_in(Family::Channel, channels)
+    }
+
+    /// Releases every channel: [`unsubscribe`](Subscriber::unsubscribe)
+    /// with no names.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerClosed`] when every broker handle is gone.
+    ///
+    /// ```
+    /// # use channelcast::{Broker, Message};
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// sub.psubscribe(["p*"]).unwrap();
+    /// sub.recv().unwrap();
+    /// assert_eq!(sub.unsubscribe_all().unwrap(), 1);
+    /// // Nothing was held: one confirmation with no name, counting the pattern.
+    /// assert_eq!(sub.recv().unwrap(), Message::Unsubscribe { channel: None, count: 1 });
+    /// ```
+    pub fn unsubscribe_all(&self) -> Result<usize, BrokerClosed> {
+        self.unsubscribe_in(Family::Channel, std::iter::empty::<Name>())
+    }
+
+    /// Unsubscribes from each pattern in `patterns` (Redis `PUNSUBSCRIBE`);
+    /// an empty `patterns` means all of them. Works as
+    /// [`unsubscribe`](Subscriber::unsubscribe) does for channels.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerClosed`] when every broker handle is gone.
+    pub fn punsubscribe<I>(&self, patterns: I) -> Result<usize, BrokerClosed>
+    where
+        I: IntoIterator,
+        I::Item: Into<Name>,
+    {
+        self.unsubscribe_in(Family::Pattern, patterns)
+    }
+
+    /// Releases every pattern: [`punsubscribe`](Subscriber::punsubscribe)
+    /// with no names.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerClosed`] when every broker handle is gone.
+    pub fn punsubscribe_all(&self) -> Result<usize, BrokerClosed> {
+        self.unsubscribe_in(Family::Pattern, std::iter::empty::<Name>())
+    }
+
+    /// Unsubscribes from each shard channel in `channels` (Redis
+    /// `SUNSUBSCRIBE`); an empty `channels` means all of them. Counts are
+    /// shard channels only.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerClosed`] when every broker handle is gone.
+    pub fn sunsubscribe<I>(&self, channels: I) -> Result<usize, BrokerClosed>
+    where
+        I: IntoIterator,
+        I::Item: Into<Name>,
+    {
+        self.unsubscribe_in(Family::Shard, channels)
+    }
+
+    /// Releases every shard channel: [`sunsubscribe`](Subscriber::sunsubscribe)
+    /// with no names.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerClosed`] when every broker handle is gone.
+    pub fn sunsubscribe_all(&self) -> Result<usize, BrokerClosed> {
+        self.unsubscribe_in(Family::Shard, std::iter::empty::<Name>())
+    }
+
+    fn subscribe_in<I>(&self, family: Family, names: I) -> Result<usize, SubscribeError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Name>,
+    {
+        let names: SmallVec<[Name; 4]> = names.into_iter().map(Into::into).collect();
+        if names.is_empty() {
+            return Err(SubscribeError::NoNames);
+        }
+        let registry = self.registry.upgrade().ok_or(BrokerClosed)?;
+        let tx = registry.sender(self.id).ok_or(BrokerClosed)?;
+        let mut held = self.held.lock();
+        for name in names {
+            let seq = held.next_seq;
+            let newly = match held.set(family).entry(name.clone()) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(seq);
+                    true
+                }
+            };
+            let confirmation = family.subscribed(name.clone(), held.count(family));
+            if newly {
+                held.next_seq += 1;
+                registry.add(family, &name, self.id, &tx, confirmation);
+            } else {
+                let _ = tx.send(confirmation);
+            }
+        }
+        Ok(held.count(family))
+    }
+
+    fn unsubscribe_in<I>(&self, family: Family, names: I) -> Result<usize, BrokerClosed>
+    where
+        I: IntoIterator,
+        I::Item: Into<Name>,
+    {
+        let registry = self.registry.upgrade().ok_or(BrokerClosed)?;
+        let tx = registry.sender(self.id).ok_or(BrokerClosed)?;
+        let mut held = self.held.lock();
+        let mut names: Vec<Name> = names.into_iter().map(Into::into).collect();
+        if names.is_empty() {
+            names = held.in_order(family);
+            if names.is_empty() {
+                let _ = tx.send(family.unsubscribed(None, held.count(family)));
+                return Ok(held.count(family));
+            }
+        }
+        for name in names {
+            let was_held = held.set(family).remove(&name).is_some();
+            let confirmation = family.unsubscribed(Some(name.clone()), held.count(family));
+            if was_held {
+                registry.remove(family, &name, self.id, Some(&tx), Some(confirmation));
+            } else {
+                let _ = tx.send(confirmation);
+            }
+        }
+        Ok(held.count(family))
+    }
+}
+
+impl<P> Subscriber<P> {
+    /// Blocks until the next message or confirmation arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once every [`Broker`](crate::Broker) handle is gone
+    /// *and* everything queued before that has been received.
+    pub fn recv(&self) -> Result<Message<P>, RecvError> {
+        self.rx.recv().map_err(|_| RecvError)
+    }
+
+    /// Returns the next message if one is queued, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] when nothing is queued,
+    /// [`TryRecvError::Disconnected`] when nothing ever will be.
+    pub fn try_recv(&self) -> Result<Message<P>, TryRecvError> {
+        self.rx.try_recv().map_err(|error| match error {
+            crossbeam_channel::TryRecvError::Empty => TryRecvError::Empty,
+            crossbeam_channel::TryRecvError::Disconnected => TryRecvError::Disconnected,
+        })
+    }
+
+    /// Waits up to `timeout` for the next message.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] when nothing arrived in time,
+    /// [`RecvTimeoutError::Disconnected`] when nothing ever will.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message<P>, RecvTimeoutError> {
+        self.rx.recv_timeout(timeout).map_err(convert_timeout)
+    }
+
+    /// Waits until `deadline` for the next message.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_timeout`](Subscriber::recv_timeout).
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Message<P>, RecvTimeoutError> {
+        self.rx.recv_deadline(deadline).map_err(convert_timeout)
+    }
+
+    /// A blocking iterator over messages; it ends when the broker is gone
+    /// and the queue is drained.
+    pub fn iter(&self) -> Iter<'_, P> {
+        Iter { subscriber: self }
+    }
+
+    /// A non-blocking iterator over the messages queued right now.
+    pub fn try_iter(&self) -> TryIter<'_, P> {
+        TryIter { subscriber: self }
+    }
+
+    /// The number of messages and confirmations waiting in the queue.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// The underlying crossbeam receiver, for waiting on this subscriber
+    /// next to other channels with [`crossbeam_channel::select!`] or
+    /// [`crossbeam_channel::Select`]. Receiving from it is the same as
+    /// calling [`recv`](Subscriber::recv); it disconnects when the broker is
+    /// gone. Keep the `Subscriber` alive while you use it: dropping the
+    /// subscriber removes its subscriptions.
+    ///
+    /// ```
+    /// use crossbeam_channel::{select, unbounded};
+    /// use channelcast::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// sub.subscribe(["jobs"]).unwrap();
+    /// sub.recv().unwrap(); // the confirmation
+    /// let (timer_tx, timer_rx) = unbounded();
+    ///
+    /// broker.publish("jobs", "one");
+    /// timer_tx.send("tick").unwrap();
+    /// let mut seen = Vec::new();
+    /// while seen.len() < 2 {
+    ///     select! {
+    ///         recv(sub.receiver()) -> msg => seen.push(format!("job {:?}", msg.unwrap().payload())),
+    ///         recv(timer_rx) -> tick => seen.push(tick.unwrap().to_string()),
+    ///     }
+    /// }
+    /// seen.sort();
+    /// assert_eq!(seen, ["job Some(b\"one\")", "tick"]);
+    /// ```
+    pub fn receiver(&self) -> &Receiver<Message<P>> {
+        &self.rx
+    }
+}
+
+fn convert_timeout(error: crossbeam_channel::RecvTimeoutError) -> RecvTimeoutError {
+    match error {
+        crossbeam_channel::RecvTimeoutError::Timeout => RecvTimeoutError::Timeout,
+        crossbeam_channel::RecvTimeoutError::Disconnected => RecvTimeoutError::Disconnected,
+    }
+}
+
+impl<P> Drop for Subscriber<P> {
+    /// Removes every subscription without confirmations, like a Redis client
+    /// disconnecting; names left with no subscriber disappear.
+    fn drop(&mut self) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let held = self.held.get_mut();
+        for name in held.channels.keys() {
+            registry.remove_channel(Space::Channel, name, self.id, None, None);
+        }
+        for name in held.shards.keys() {
+            registry.remove_channel(Space::Shard, name, self.id, None, None);
+        }
+        for name in held.patterns.keys() {
+            registry.remove_pattern(name, self.id, None, None);
+        }
+        registry.unregister(self.id);
+    }
+}
+
+impl<P> fmt::Debug for Subscriber<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("id", &self.id)
+            .field("queued", &self.rx.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A blocking iterator over a subscriber's messages, from
+/// [`Subscriber::iter`]. Ends when the broker is gone and the queue drained.
+#[derive(Debug)]
+pub struct Iter<'a, P> {
+    subscriber: &'a Subscriber<P>,
+}
+
+impl<P> Iterator for Iter<'_, P> {
+    type Item = Message<P>;
+
+    fn next(&mut self) -> Option<Message<P>> {
+        self.subscriber.recv().ok()
+    }
+}
+
+/// A non-blocking iterator over the messages queued now, from
+/// [`Subscriber::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a, P> {
+    subscriber: &'a Subscriber<P>,
+}
+
+impl<P> Iterator for TryIter<'_, P> {
+    type Item = Message<P>;
+
+    fn next(&mut self) -> Option<Message<P>> {
+        self.subscriber.try_recv().ok()
+    }
+}
+
+impl<'a, P> IntoIterator for &'a Subscriber<P> {
+    type Item = Message<P>;
+    type IntoIter = Iter<'a, P>;
+
+    fn into_iter(self) -> Iter<'a, P> {
+        self.iter()
+    }
+}
