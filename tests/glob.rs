@@ -1,0 +1,142 @@
+//! Tests for Redis glob matching: the verified table, the depth limit and
+//! the no-exponential-time rule, checked through `Glob` and a live `Broker`.
+
+use channelcast::{glob_match, Broker, Glob};
+
+/// (pattern, matches, does not match), verified against redis-server 7.0.
+const TABLE: &[(&[u8], &[&[u8]], &[&[u8]])] = &[
+    (b"[", &[], &[b"[", b"a", b"", b"]"]),
+    (b"a[", &[], &[b"a", b"a[", b"ab"]),
+    (b"\\", &[b"\\"], &[b""]),
+    (b"a\\", &[b"a\\"], &[b"a", b"a\\\\"]),
+    (b"[^a]", &[b"b", b"^"], &[b"a", b"", b"ab"]),
+    (b"[a-]", &[b"a", b"]", b"^", b"_", b"`"], &[b"-", b"b", b"\\", b"["]),
+    (b"[z-a]", &[b"a", b"m", b"z"], &[b"A", b"-"]),
+    (b"*\\*", &[b"*", b"a*", b"**", b"a\\*"], &[b"a", b"*a"]),
+    (b"[]", &[], &[b"]", b"", b"a", b"[]"]),
+    (b"[]a]", &[], &[b"]", b"a", b"]a]", b"a]"]),
+    (b"[^]", &[b"a", b"]", b"^"], &[b"ab"]),
+    (b"[^]a]", &[b"xa]", b"]a]"], &[b"a]", b"xa"]),
+    (b"[^", &[b"a", b"^", b"["], &[b"ab"]),
+    (b"[\\]]", &[b"]"], &[b"\\", b"\\]"]),
+    (b"[a-z", &[b"m"], &[b"[a-z", b"A"]),
+    (b"[a-c-e]", &[b"a", b"b", b"c", b"e", b"-"], &[b"d"]),
+    (b"[!a]", &[b"!", b"a"], &[b"b"]),
+    (b"[[]]", &[b"[]"], &[b"[", b"]"]),
+    (
+        b"[A-z]",
+        &[b"[", b"\\", b"]", b"^", b"_", b"`", b"Q", b"q"],
+        &[b"{", b"@"],
+    ),
+    (
+        b"abc[c-\\e]e",
+        &[b"abcce", b"abc\\e", b"abcae", b"abc]e", b"abcee"],
+        &[b"abcde"],
+    ),
+    (b"hell[o", &[b"hello"], &[b"hell[o"]),
+    (b"a*?", &[b"ab"], &[b"a"]),
+    (b"a?b", &[b"a\x00b"], &[b"ab"]),
+    (b"*[", &[], &[b"[", b"a["]),
+    (b"news.*", &[b"news.", b"news.art"], &[b"news"]),
+    (b"[\x80-\xff]", &[b"\xe9", b"\x80", b"\xff"], &[b"b", b"\x7f"]),
+    (b"[a-\xff]", &[b"\x01"], &[b"\xe9", b"b", b"\x7f"]),
+    // Rules 22-26.
+    (b"", &[b""], &[b"a"]),
+    (b"*", &[b"a", b"anything at all"], &[b""]),
+    (b"?", &[b"a", b"\xff"], &[b"", b"ab"]),
+    (b"??", &["é".as_bytes()], &[b"a"]),
+    (b"a**b", &[b"ab", b"axxb"], &[b"a", b"b"]),
+];
+
+#[test]
+fn verified_table_matches_like_redis() {
+    for (pattern, yes, no) in TABLE {
+        let glob = Glob::new(*pattern);
+        for channel in *yes {
+            assert!(glob.is_match(channel), "{glob:?} should match {:?}", channelcast::Name::from(*channel));
+        }
+        for channel in *no {
+            assert!(!glob.is_match(channel), "{glob:?} should not match {:?}", channelcast::Name::from(*channel));
+        }
+    }
+}
+
+#[test]
+fn verified_table_holds_for_pattern_subscriptions() {
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    for (pattern, yes, no) in TABLE {
+        sub.psubscribe([*pattern]).unwrap();
+        for channel in *yes {
+            assert_eq!(broker.publish(channel, "x"), 1, "{pattern:?} on {channel:?}");
+        }
+        for channel in *no {
+            assert_eq!(broker.publish(channel, "x"), 0, "{pattern:?} on {channel:?}");
+        }
+        sub.punsubscribe_all().unwrap();
+    }
+}
+
+#[test]
+fn channels_filter_uses_the_same_matcher() {
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    sub.subscribe(["", "a", "]", "b", "-"]).unwrap();
+    assert_eq!(broker.channels(Some("*")), ["-", "]", "a", "b"]);
+    assert_eq!(broker.channels(Some("[a-]")), ["]", "a"]);
+    assert_eq!(broker.channels(Some("")), [""]);
+    assert_eq!(broker.channels(None::<&str>).len(), 5);
+}
+
+#[test]
+fn depth_limit_makes_over_1000_star_groups_unmatchable() {
+    let a1000 = "a".repeat(1000);
+    assert!(glob_match("*a".repeat(1000), &a1000));
+    assert!(!glob_match("*a".repeat(1001), "a".repeat(1001)));
+    assert!(glob_match("*a".repeat(1000) + "*", &a1000));
+    assert!(!glob_match("*a".repeat(1000) + "*b", a1000.clone() + "b"));
+    // A final star costs no level: 1001 star groups, the last one final.
+    assert!(glob_match("*a".repeat(1000) + "*", a1000 + "zzz"));
+}
+
+#[test]
+fn matching_is_never_exponential() {
+    // Redis CVE-2022-36021: `a*` x 20 + `b` against 5,000 `a`s.
+    let pattern = "a*".repeat(20) + "b";
+    let channel = "a".repeat(5_000);
+    for _ in 0..10 {
+        assert!(!glob_match(&pattern, &channel));
+    }
+    let pattern = "*a".repeat(5_000);
+    assert!(!glob_match(&pattern, "a".repeat(4_999)));
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    sub.psubscribe(["*a*a*a*a*a*a*a*a*a*a*b"]).unwrap();
+    assert_eq!(broker.publish("a".repeat(5_000), "x"), 0);
+}
+
+#[test]
+fn any_bytes_are_a_valid_pattern_and_channel() {
+    // A deterministic sweep over short byte strings from a tricky alphabet:
+    // no panic, and a pattern always matches itself when it has no
+    // metacharacters.
+    let alphabet: &[u8] = b"*?[]^-\\a\x00\xff";
+    let mut patterns = vec![Vec::new()];
+    for _ in 0..4 {
+        let longer: Vec<Vec<u8>> = patterns
+            .iter()
+            .flat_map(|p| alphabet.iter().map(move |b| [p.as_slice(), &[*b]].concat()))
+            .collect();
+        patterns.extend(longer);
+        patterns.dedup();
+    }
+    for pattern in &patterns {
+        let glob = Glob::new(pattern.as_slice());
+        for channel in patterns.iter().take(200) {
+            let _ = glob.is_match(channel);
+        }
+        if !pattern.iter().any(|b| b"*?[\\".contains(b)) {
+            assert!(glob.is_match(pattern), "{glob:?} matches itself");
+        }
+    }
+}

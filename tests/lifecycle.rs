@@ -1,0 +1,189 @@
+//! Tests for the life of handles: dropping subscribers and brokers, cleanup
+//! of empty names, disconnection, and arbitrary input.
+
+use std::thread;
+use std::time::Duration;
+
+use channelcast::{
+    Broker, BrokerClosed, Message, RecvError, RecvTimeoutError, SubscribeError, TryRecvError,
+};
+
+#[test]
+fn drop_removes_every_subscription_silently() {
+    let broker = Broker::new();
+    let watcher = broker.subscriber();
+    watcher.subscribe(["shared"]).unwrap();
+    watcher.psubscribe(["p*"]).unwrap();
+    {
+        let sub = broker.subscriber();
+        sub.subscribe(["shared", "mine"]).unwrap();
+        sub.psubscribe(["p*", "q*"]).unwrap();
+        sub.ssubscribe(["s"]).unwrap();
+        assert_eq!(broker.numsub(["shared", "mine"]), [("shared".into(), 2), ("mine".into(), 1)]);
+        assert_eq!(broker.numpat(), 2);
+    }
+    assert_eq!(broker.channels(None::<&str>), ["shared"]);
+    assert_eq!(broker.numsub(["shared", "mine"]), [("shared".into(), 1), ("mine".into(), 0)]);
+    assert_eq!(broker.numpat(), 1);
+    assert!(broker.shard_channels(None::<&str>).is_empty());
+    assert_eq!(broker.publish("shared", "x"), 1);
+    assert_eq!(broker.publish("q1", "x"), 0);
+    // The watcher saw only its own confirmations and the one delivery.
+    let kinds: Vec<_> = watcher.try_iter().map(|m| m.kind()).collect();
+    assert_eq!(kinds, ["subscribe", "psubscribe", "message"]);
+}
+
+#[test]
+fn names_disappear_when_their_last_subscriber_leaves() {
+    let broker = Broker::new();
+    let (a, b) = (broker.subscriber(), broker.subscriber());
+    a.subscribe(["c"]).unwrap();
+    b.subscribe(["c"]).unwrap();
+    a.psubscribe(["p"]).unwrap();
+    b.psubscribe(["p"]).unwrap();
+    a.unsubscribe(["c"]).unwrap();
+    a.punsubscribe(["p"]).unwrap();
+    assert_eq!(broker.channels(None::<&str>), ["c"]);
+    assert_eq!(broker.numpat(), 1);
+    b.unsubscribe_all().unwrap();
+    b.punsubscribe_all().unwrap();
+    assert!(broker.channels(None::<&str>).is_empty());
+    assert_eq!(broker.numpat(), 0);
+    assert_eq!(broker.publish("c", "x"), 0);
+    assert_eq!(broker.publish("p", "x"), 0);
+}
+
+#[test]
+fn dropping_the_last_broker_disconnects_after_the_queue_drains() {
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    sub.subscribe(["c"]).unwrap();
+    let clone = broker.clone();
+    broker.publish("c", "1");
+    drop(broker);
+    clone.publish("c", "2");
+    drop(clone);
+    assert_eq!(sub.recv().unwrap().kind(), "subscribe");
+    assert_eq!(sub.recv().unwrap().payload().unwrap(), "1");
+    assert_eq!(sub.try_recv().unwrap().payload().unwrap(), "2");
+    assert_eq!(sub.recv(), Err(RecvError));
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(1)),
+        Err(RecvTimeoutError::Disconnected)
+    );
+    assert_eq!(sub.iter().count(), 0);
+    assert_eq!(sub.subscribe(["c"]), Err(SubscribeError::BrokerClosed));
+    assert_eq!(sub.unsubscribe_all(), Err(BrokerClosed));
+}
+
+#[test]
+fn a_blocked_recv_wakes_up_when_the_broker_goes() {
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    let waiter = thread::spawn(move || sub.recv());
+    thread::sleep(Duration::from_millis(20));
+    drop(broker);
+    assert_eq!(waiter.join().unwrap(), Err(RecvError));
+}
+
+#[test]
+fn subscribers_do_not_keep_the_broker_alive() {
+    let broker = Broker::new();
+    let subs: Vec<_> = (0..10).map(|_| broker.subscriber()).collect();
+    for sub in &subs {
+        sub.subscribe(["c"]).unwrap();
+    }
+    drop(broker);
+    for sub in &subs {
+        assert_eq!(sub.iter().count(), 1, "only the confirmation, then the end");
+    }
+}
+
+#[test]
+fn try_recv_on_an_empty_queue_is_empty_not_disconnected() {
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(1)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(sub.is_empty());
+}
+
+#[test]
+fn subscribing_to_nothing_is_an_error_that_queues_nothing() {
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    let none: [&str; 0] = [];
+    assert_eq!(sub.subscribe(none), Err(SubscribeError::NoNames));
+    assert_eq!(sub.psubscribe(none), Err(SubscribeError::NoNames));
+    assert_eq!(sub.ssubscribe(none), Err(SubscribeError::NoNames));
+    assert!(sub.is_empty());
+    let text = SubscribeError::NoNames.to_string();
+    assert!(text.contains("at least one name"), "{text}");
+}
+
+#[test]
+fn subscribers_dropped_during_publishing_leave_nothing_behind() {
+    let broker = Broker::new();
+    let publisher = {
+        let broker = broker.clone();
+        thread::spawn(move || {
+            let mut delivered = 0;
+            for i in 0..20_000 {
+                delivered += broker.publish(if i % 2 == 0 { "a" } else { "b" }, "x");
+            }
+            delivered
+        })
+    };
+    for _ in 0..2_000 {
+        let sub = broker.subscriber();
+        sub.subscribe(["a", "b"]).unwrap();
+        sub.psubscribe(["*"]).unwrap();
+        drop(sub);
+    }
+    publisher.join().unwrap();
+    assert!(broker.channels(None::<&str>).is_empty());
+    assert_eq!(broker.numpat(), 0);
+}
+
+#[test]
+fn arbitrary_bytes_work_as_names_patterns_and_payloads() {
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..2_000 {
+        let len = (next() % 12) as usize;
+        let name: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        match next() % 4 {
+            0 => {
+                sub.subscribe([name.clone()]).unwrap();
+                assert!(broker.publish(&name, name.clone()) >= 1);
+            }
+            1 => {
+                sub.psubscribe([name.clone()]).unwrap();
+            }
+            2 => {
+                sub.unsubscribe([name.clone()]).unwrap();
+            }
+            _ => {
+                broker.publish(&name, name.clone());
+            }
+        }
+    }
+    // Every delivery carries the bytes it was published with.
+    for msg in sub.try_iter() {
+        if let Message::Message { channel, payload } = msg {
+            assert_eq!(channel.as_bytes(), &payload[..]);
+        }
+    }
+    let _ = broker.channels(Some(&b"\xff[\\"[..]));
+}
