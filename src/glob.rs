@@ -33,6 +33,12 @@ impl ByteSet {
         self.0[usize::from(byte >> 6)] & (1 << (byte & 63)) != 0
     }
 
+    /// The raw bits, for comparing tries in tests.
+    #[cfg(test)]
+    pub(crate) fn words(self) -> [u64; 4] {
+        self.0
+    }
+
     pub(crate) fn complement(self) -> ByteSet {
         let [a, b, c, d] = self.0;
         ByteSet([!a, !b, !c, !d])
@@ -195,7 +201,6 @@ impl Glob {
     }
 
     /// The compiled tokens, for the pattern trie.
-    #[allow(dead_code)]
     pub(crate) fn tokens(&self) -> &[Token] {
         &self.tokens
     }

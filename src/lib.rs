@@ -195,6 +195,7 @@ mod message;
 mod name;
 mod registry;
 mod subscriber;
+mod trie;
 
 pub use broker::Broker;
 pub use dispatch::Dispatcher;

@@ -33,6 +33,7 @@ use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 use smallvec::SmallVec;
 
+use crate::trie::{PatternKey, PatternTrie};
 use crate::{Glob, Message, Name};
 
 /// The fast, randomly seeded hasher used by every map.
@@ -95,14 +96,19 @@ struct PatternEntry<P> {
     subscribers: Endpoints<P>,
 }
 
-/// Every distinct live pattern, in creation order.
+/// Every distinct live pattern, and the trie that finds the matching ones.
 struct PatternTable<P> {
-    /// Keyed by creation sequence: iterating yields the documented
-    /// pmessage order (the order the patterns came to life).
-    by_seq: BTreeMap<u64, PatternEntry<P>>,
+    /// Keyed by creation sequence, which is also the documented pmessage
+    /// order (the order the patterns came to life).
+    by_seq: BTreeMap<PatternKey, PatternEntry<P>>,
     /// Pattern name → its key in `by_seq`.
-    seq_of: FastMap<Name, u64>,
-    next_seq: u64,
+    seq_of: FastMap<Name, PatternKey>,
+    next_seq: PatternKey,
+    /// Every matchable pattern of `by_seq`, compiled together. Edited in
+    /// place under the write lock (an insert or removal costs O(pattern
+    /// length)), so a subscriber churning patterns holds publishers up for
+    /// no longer than that.
+    trie: PatternTrie,
 }
 
 /// The broker's state, shared by every `Broker` handle (strongly) and every
@@ -154,6 +160,7 @@ impl<P> Registry<P> {
                 by_seq: BTreeMap::new(),
                 seq_of: FastMap::default(),
                 next_seq: 0,
+                trie: PatternTrie::new(),
             }),
             pattern_count: AtomicUsize::new(0),
             endpoints: Mutex::new(FastMap::default()),
@@ -255,10 +262,14 @@ impl<P> Registry<P> {
                 let seq = table.next_seq;
                 table.next_seq += 1;
                 entry.insert(seq);
+                let glob = Glob::new(pattern);
+                if !glob.is_unmatchable() {
+                    table.trie.insert(glob.tokens(), seq);
+                }
                 table.by_seq.insert(
                     seq,
                     PatternEntry {
-                        glob: Glob::new(pattern),
+                        glob,
                         subscribers: SmallVec::new(),
                     },
                 );
@@ -287,6 +298,9 @@ impl<P> Registry<P> {
             let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
             remove_endpoint(&mut entry.subscribers, id);
             if entry.subscribers.is_empty() {
+                if !entry.glob.is_unmatchable() {
+                    table.trie.remove(entry.glob.tokens(), seq);
+                }
                 table.by_seq.remove(&seq);
                 table.seq_of.remove(pattern.as_bytes());
                 self.pattern_count.fetch_sub(1, Ordering::Release);
@@ -334,10 +348,12 @@ impl<P: Clone> Registry<P> {
         }
         if space == Space::Channel && self.pattern_count.load(Ordering::Acquire) > 0 {
             let table = self.patterns.read();
-            for entry in table.by_seq.values() {
-                if !entry.glob.is_match(channel) {
-                    continue;
-                }
+            let mut matched: SmallVec<[PatternKey; 8]> = SmallVec::new();
+            table.trie.matches_into(channel, &mut matched);
+            // Creation order: the documented pmessage order.
+            matched.sort_unstable();
+            for seq in matched {
+                let entry = &table.by_seq[&seq];
                 let channel_name = name.get_or_insert_with(|| Name::from(channel));
                 for endpoint in &entry.subscribers {
                     let _ = endpoint.tx.send(Message::PMessage {

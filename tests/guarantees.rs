@@ -70,9 +70,11 @@ fn deliveries_are_visible_to_another_thread_once_publish_returned() {
             }
         })
     };
-    for i in done_rx.iter() {
+    for i in &done_rx {
         // The publish of `i` returned before `i` was sent to us.
-        let msg = sub.try_recv().expect("publish returned, so the message is queued");
+        let msg = sub
+            .try_recv()
+            .expect("publish returned, so the message is queued");
         assert_eq!(msg.payload().unwrap(), &i.to_string());
     }
     publisher.join().unwrap();
@@ -152,10 +154,15 @@ fn no_delivery_before_subscribe_or_after_unsubscribe_confirmation() {
         sub.unsubscribe_all().unwrap();
     }
     stop.store(true, Ordering::Relaxed);
-    publishers.into_iter().for_each(|p| p.join().unwrap());
+    for p in publishers {
+        p.join().unwrap();
+    }
     let stream: Vec<_> = sub.try_iter().collect();
     let deliveries = assert_bracketed(&stream);
-    assert!(deliveries > 0, "the publishers raced the subscriptions at least once");
+    assert!(
+        deliveries > 0,
+        "the publishers raced the subscriptions at least once"
+    );
 }
 
 // ---- guarantee 3: FIFO per publisher, message before pmessages -------------
@@ -181,7 +188,9 @@ fn each_publishers_messages_arrive_in_publish_order() {
             })
         })
         .collect();
-    handles.into_iter().for_each(|h| h.join().unwrap());
+    for h in handles {
+        h.join().unwrap();
+    }
     for sub in [&exact, &pattern] {
         let mut next = vec![0; writers];
         for msg in sub.try_iter().filter(Message::is_delivery) {
@@ -253,7 +262,9 @@ fn every_subscriber_sees_one_order_per_channel_under_concurrent_publishers() {
             })
         })
         .collect();
-    handles.into_iter().for_each(|h| h.join().unwrap());
+    for h in handles {
+        h.join().unwrap();
+    }
 
     let streams: Vec<Vec<Message>> = [&direct, &by_pattern, &both, &only_audit]
         .iter()
@@ -275,7 +286,10 @@ fn every_subscriber_sees_one_order_per_channel_under_concurrent_publishers() {
     assert_eq!(on(&streams[2], "audit", "pmessage"), audit);
     assert_eq!(on(&streams[3], "audit", "pmessage"), audit);
     // The writers really interleaved, or this test proves nothing.
-    let switches = log.windows(2).filter(|w| unstamp(&w[0]).0 != unstamp(&w[1]).0).count();
+    let switches = log
+        .windows(2)
+        .filter(|w| unstamp(&w[0]).0 != unstamp(&w[1]).0)
+        .count();
     assert!(switches > 0 || cfg!(miri), "publishers never interleaved");
 }
 
@@ -298,13 +312,16 @@ fn replicas_applying_one_channel_converge() {
             })
         })
         .collect();
-    handles.into_iter().for_each(|h| h.join().unwrap());
+    for h in handles {
+        h.join().unwrap();
+    }
     let folded: Vec<u64> = replicas
         .iter()
         .map(|r| {
             deliveries_on(r, "state").iter().fold(0u64, |x, p| {
                 let (w, seq) = unstamp(p);
-                x.wrapping_mul(31).wrapping_add((w * 1_000_003 + seq) as u64)
+                x.wrapping_mul(31)
+                    .wrapping_add((w * 1_000_003 + seq) as u64)
             })
         })
         .collect();
@@ -322,10 +339,18 @@ fn a_subscriber_that_never_reads_does_not_block_publishers() {
     let n = scaled(200_000);
     let publisher = {
         let broker = broker.clone();
-        thread::spawn(move || (0..n).map(|i| broker.publish("firehose", i.to_string())).sum::<usize>())
+        thread::spawn(move || {
+            (0..n)
+                .map(|i| broker.publish("firehose", i.to_string()))
+                .sum::<usize>()
+        })
     };
     assert_eq!(publisher.join().unwrap(), n);
-    assert_eq!(silent.len(), n + 1, "every message queued, plus the confirmation");
+    assert_eq!(
+        silent.len(),
+        n + 1,
+        "every message queued, plus the confirmation"
+    );
 }
 
 // ---- handles are shareable ------------------------------------------------

@@ -19,11 +19,17 @@ fn drop_removes_every_subscription_silently() {
         sub.subscribe(["shared", "mine"]).unwrap();
         sub.psubscribe(["p*", "q*"]).unwrap();
         sub.ssubscribe(["s"]).unwrap();
-        assert_eq!(broker.numsub(["shared", "mine"]), [("shared".into(), 2), ("mine".into(), 1)]);
+        assert_eq!(
+            broker.numsub(["shared", "mine"]),
+            [("shared".into(), 2), ("mine".into(), 1)]
+        );
         assert_eq!(broker.numpat(), 2);
     }
     assert_eq!(broker.channels(None::<&str>), ["shared"]);
-    assert_eq!(broker.numsub(["shared", "mine"]), [("shared".into(), 1), ("mine".into(), 0)]);
+    assert_eq!(
+        broker.numsub(["shared", "mine"]),
+        [("shared".into(), 1), ("mine".into(), 0)]
+    );
     assert_eq!(broker.numpat(), 1);
     assert!(broker.shard_channels(None::<&str>).is_empty());
     assert_eq!(broker.publish("shared", "x"), 1);
