@@ -187,6 +187,8 @@
 //! - **Payloads** are any `Clone + Send` type, [`bytes::Bytes`] by default;
 //!   each delivery clones it (a reference-count increment for `Bytes`).
 
+#![forbid(unsafe_code)]
+
 mod broker;
 mod dispatch;
 mod error;
@@ -204,6 +206,11 @@ pub use glob::{glob_match, Glob};
 pub use message::{Message, Source};
 pub use name::Name;
 pub use subscriber::{Iter, Subscriber, TryIter};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// Re-exported so that `Broker<Bytes>` and message payloads can be named
 /// without adding the dependency yourself.

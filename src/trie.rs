@@ -202,7 +202,7 @@ impl PatternTrie {
             self.nodes[node as usize] = Node::default();
             self.free.push(node);
         }
-        if self.node_count() == 1 {
+        if self.node_count() == 1 && self.nodes[ROOT as usize].ends.is_empty() {
             // Empty again: give the arena's memory back.
             *self = PatternTrie::new();
         }
@@ -433,6 +433,15 @@ mod tests {
             1,
             "an empty trie gives its memory back"
         );
+    }
+
+    #[test]
+    fn the_empty_pattern_survives_the_removal_of_the_others() {
+        let mut trie = PatternTrie::new();
+        trie.insert(Glob::new("").tokens(), 1);
+        trie.insert(Glob::new("a").tokens(), 2);
+        trie.remove(Glob::new("a").tokens(), 2);
+        assert_eq!(trie_matches(&trie, b""), [1]);
     }
 
     #[test]

@@ -1,0 +1,198 @@
+//! Pattern matching cost as non-matching patterns pile up.
+//!
+//! Scenarios (each `patterns/<shape>/K` group holds both contenders):
+//!
+//! - `publish`: a broker holds K distinct live patterns that do not match the
+//!   channel plus one that does (all on one subscriber); one iteration
+//!   publishes one 16-byte message and receives the one `pmessage`.
+//! - `linear_scan`: the same K + 1 patterns as compiled [`Glob`]s in a `Vec`;
+//!   one iteration tests each against the channel, as Redis does on every
+//!   `PUBLISH` (matching only: no delivery).
+//!
+//! Shapes: `prefix` (`user:<n>:*`, `news.<n>.sport`), `suffix`
+//! (`*.<n>.error`) and `mixed` (random globs of letters, `*`, `?` and
+//! classes). K ∈ {0, 100, 10,000, 100,000}.
+//!
+//! `psubscribe/100000/<shape>` times subscribing one subscriber to 100,000
+//! patterns, and before the groups run the bench prints the heap bytes each
+//! pattern costs (a counting allocator).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+use channelcast::{Broker, Glob};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+
+/// Counts live heap bytes, to report memory per pattern.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counter is only bookkeeping.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        System.dealloc(ptr, layout);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const SIZES: [usize; 4] = [0, 100, 10_000, 100_000];
+
+#[derive(Clone, Copy)]
+enum Shape {
+    Prefix,
+    Suffix,
+    Mixed,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Prefix => "prefix",
+            Shape::Suffix => "suffix",
+            Shape::Mixed => "mixed",
+        }
+    }
+
+    /// The published channel and the one pattern that matches it.
+    fn target(self) -> (&'static str, &'static str) {
+        match self {
+            Shape::Prefix => ("user:me:login", "user:me:*"),
+            Shape::Suffix => ("svc.api.error", "*.api.error"),
+            Shape::Mixed => ("metrics.cpu.host42", "metrics.*"),
+        }
+    }
+
+    /// `count` distinct patterns of this shape that do not match the channel.
+    fn non_matching(self, count: usize) -> Vec<String> {
+        let (channel, _) = self.target();
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut patterns = Vec::with_capacity(count);
+        let mut seen = std::collections::HashSet::new();
+        let mut n = 0;
+        while patterns.len() < count {
+            n += 1;
+            let pattern = match self {
+                Shape::Prefix if n % 2 == 0 => format!("user:{n}:*"),
+                Shape::Prefix => format!("news.{n}.sport"),
+                Shape::Suffix => format!("*.{n}.error"),
+                Shape::Mixed => {
+                    const PIECES: [&str; 12] = [
+                        "a", "m", "e", "t", "r", ".", "*", "?", "[a-m]", "[^x]", "cpu", "host",
+                    ];
+                    let len = 3 + next() % 6;
+                    (0..len)
+                        .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                        .collect()
+                }
+            };
+            if !Glob::new(pattern.as_str()).is_match(channel) && seen.insert(pattern.clone()) {
+                patterns.push(pattern);
+            }
+        }
+        patterns
+    }
+}
+
+fn publish_vs_linear(c: &mut Criterion) {
+    for shape in [Shape::Prefix, Shape::Suffix, Shape::Mixed] {
+        let (channel, matching) = shape.target();
+        let mut group = c.benchmark_group(format!("patterns/{}", shape.name()));
+        group
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(30);
+        for k in SIZES {
+            let mut patterns = shape.non_matching(k);
+            patterns.push(matching.to_string());
+
+            let broker = Broker::new();
+            let sub = broker.subscriber();
+            sub.psubscribe(&patterns).unwrap();
+            sub.try_iter().for_each(drop);
+            let payload = bytes::Bytes::from_static(b"0123456789abcdef");
+            group.bench_with_input(BenchmarkId::new("publish", k), &k, |b, _| {
+                b.iter(|| {
+                    assert_eq!(broker.publish(black_box(channel), payload.clone()), 1);
+                    black_box(sub.try_recv().unwrap());
+                });
+            });
+
+            let globs: Vec<Glob> = patterns.iter().map(|p| Glob::new(p.as_str())).collect();
+            group.bench_with_input(BenchmarkId::new("linear_scan", k), &k, |b, _| {
+                b.iter(|| {
+                    let hits = globs.iter().filter(|g| g.is_match(black_box(channel))).count();
+                    assert_eq!(hits, 1);
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
+fn psubscribe_many(c: &mut Criterion) {
+    let mut group = c.benchmark_group("psubscribe/100000");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(5));
+    for shape in [Shape::Prefix, Shape::Suffix, Shape::Mixed] {
+        let patterns = shape.non_matching(100_000);
+        report_memory(shape, &patterns);
+        group.bench_function(shape.name(), |b| {
+            b.iter_with_large_drop(|| {
+                let broker = Broker::new();
+                let sub = broker.subscriber();
+                sub.psubscribe(&patterns).unwrap();
+                (sub, broker)
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Prints the heap bytes per pattern (trie, pattern table and the
+/// subscriber's own set), beyond the pattern's text.
+fn report_memory(shape: Shape, patterns: &[String]) {
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    let before = LIVE.load(Ordering::Relaxed);
+    sub.psubscribe(patterns).unwrap();
+    // The confirmations hold references to the names; drop them first.
+    sub.try_iter().for_each(drop);
+    let after = LIVE.load(Ordering::Relaxed);
+    let text: usize = patterns.iter().map(String::len).sum();
+    let per_pattern = (after - before) as f64 / patterns.len() as f64;
+    let text_per_pattern = text as f64 / patterns.len() as f64;
+    eprintln!(
+        "memory/{}: {per_pattern:.0} bytes per pattern ({text_per_pattern:.1} of them the name's bytes), {} patterns",
+        shape.name(),
+        patterns.len()
+    );
+}
+
+criterion_group!(benches, psubscribe_many, publish_vs_linear);
+criterion_main!(benches);

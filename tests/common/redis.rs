@@ -1,0 +1,276 @@
+//! A tiny blocking RESP2 client, just enough to drive Pub/Sub on a real
+//! `redis-server` from the tests. Every read has a timeout, so a test that
+//! waits for something Redis never sends fails instead of hanging.
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::time::Duration;
+
+/// How long any single reply may take before the read fails.
+pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One RESP2 reply.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// `+OK`
+    Simple(Vec<u8>),
+    /// `-ERR ...`
+    Error(Vec<u8>),
+    /// `:42`
+    Integer(i64),
+    /// `$3 foo`, or `$-1` (nil) as `None`.
+    Bulk(Option<Vec<u8>>),
+    /// `*2 ...`, or `*-1` (nil) as `None`.
+    Array(Option<Vec<Reply>>),
+}
+
+impl Reply {
+    /// The integer of an integer reply.
+    pub(crate) fn integer(&self) -> Option<i64> {
+        match self {
+            Reply::Integer(value) => Some(*value),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a non-nil bulk string.
+    pub(crate) fn bulk(&self) -> Option<&[u8]> {
+        match self {
+            Reply::Bulk(Some(bytes)) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// The items of a non-nil array.
+    pub(crate) fn items(&self) -> Option<&[Reply]> {
+        match self {
+            Reply::Array(Some(items)) => Some(items),
+            _ => None,
+        }
+    }
+}
+
+/// Shows bytes as text with anything unprintable escaped.
+pub(crate) struct Show<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Display for Show<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for &byte in self.0 {
+            match byte {
+                b'"' => f.write_str("\\\"")?,
+                b'\\' => f.write_str("\\\\")?,
+                b' '..=b'~' => write!(f, "{}", char::from(byte))?,
+                _ => write!(f, "\\x{byte:02x}")?,
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
+impl fmt::Debug for Show<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::Simple(text) => write!(f, "+{}", Show(text)),
+            Reply::Error(text) => write!(f, "-{}", Show(text)),
+            Reply::Integer(value) => write!(f, ":{value}"),
+            Reply::Bulk(Some(bytes)) => write!(f, "{}", Show(bytes)),
+            Reply::Bulk(None) | Reply::Array(None) => f.write_str("(nil)"),
+            Reply::Array(Some(items)) => f.debug_list().entries(items).finish(),
+        }
+    }
+}
+
+fn protocol_error(what: impl Into<String>) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, what.into())
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// One connection to the server.
+pub(crate) struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("peer", &self.writer.peer_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// Connects to `127.0.0.1:port`.
+    pub(crate) fn connect(port: u16) -> io::Result<Conn> {
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        stream.set_write_timeout(Some(REPLY_TIMEOUT))?;
+        let writer = stream.try_clone()?;
+        Ok(Conn {
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            writer,
+        })
+    }
+
+    /// Sends one command, an array of bulk strings, without reading the
+    /// reply (so commands can be pipelined).
+    pub(crate) fn send(&mut self, args: &[&[u8]]) -> io::Result<()> {
+        let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+        write!(out, "*{}\r\n", args.len())?;
+        for arg in args {
+            write!(out, "${}\r\n", arg.len())?;
+            out.extend_from_slice(arg);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.writer.write_all(&out)
+    }
+
+    /// Sends one command and reads its reply.
+    pub(crate) fn call(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
+        self.send(args)?;
+        self.read_reply()
+    }
+
+    /// Reads the next reply, waiting at most [`REPLY_TIMEOUT`].
+    pub(crate) fn read_reply(&mut self) -> io::Result<Reply> {
+        let line = self.read_line()?;
+        let Some((&kind, rest)) = line.split_first() else {
+            return Err(protocol_error("empty reply line"));
+        };
+        match kind {
+            b'+' => Ok(Reply::Simple(rest.to_vec())),
+            b'-' => Ok(Reply::Error(rest.to_vec())),
+            b':' => Ok(Reply::Integer(parse_int(rest)?)),
+            b'$' => {
+                let Ok(len) = usize::try_from(parse_int(rest)?) else {
+                    return Ok(Reply::Bulk(None));
+                };
+                let mut data = vec![0; len + 2];
+                self.reader.read_exact(&mut data)?;
+                if !data.ends_with(b"\r\n") {
+                    return Err(protocol_error("bulk string not followed by CRLF"));
+                }
+                data.truncate(len);
+                Ok(Reply::Bulk(Some(data)))
+            }
+            b'*' => {
+                let Ok(len) = usize::try_from(parse_int(rest)?) else {
+                    return Ok(Reply::Array(None));
+                };
+                let items = (0..len)
+                    .map(|_| self.read_reply())
+                    .collect::<io::Result<Vec<_>>>()?;
+                Ok(Reply::Array(Some(items)))
+            }
+            other => Err(protocol_error(format!(
+                "unknown reply type {:?}",
+                char::from(other)
+            ))),
+        }
+    }
+
+    /// Reads the next push (or reply) if one starts within `timeout`;
+    /// `Ok(None)` when nothing arrived in time. Once a reply has started,
+    /// the rest of it gets the full [`REPLY_TIMEOUT`].
+    pub(crate) fn read_push(&mut self, timeout: Duration) -> io::Result<Option<Reply>> {
+        if self.reader.buffer().is_empty() {
+            let stream = self.reader.get_ref();
+            stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+            let filled = self.reader.fill_buf().map(<[u8]>::is_empty);
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(REPLY_TIMEOUT))?;
+            match filled {
+                Ok(false) => {}
+                Ok(true) => return Err(ErrorKind::UnexpectedEof.into()),
+                Err(error) if is_timeout(&error) => return Ok(None),
+                Err(error) => return Err(error),
+            }
+        }
+        self.read_reply().map(Some)
+    }
+
+    /// Sends `PING token` (allowed in subscribe mode too) without reading
+    /// the answer; see [`Conn::read_until_pong`].
+    pub(crate) fn send_ping(&mut self, token: &[u8]) -> io::Result<()> {
+        self.send(&[b"PING", token])
+    }
+
+    /// Reads everything up to the answer to `PING token` and returns what
+    /// came before it: a barrier that collects exactly the pushes the server
+    /// queued for this connection before it saw the `PING`, with no timing
+    /// guesswork. The answer is the bulk string `token` outside subscribe
+    /// mode and `["pong", token]` inside it (RESP2).
+    pub(crate) fn read_until_pong(&mut self, token: &[u8]) -> io::Result<Vec<Reply>> {
+        let mut before = Vec::new();
+        loop {
+            let reply = self.read_reply()?;
+            if reply.bulk() == Some(token) {
+                return Ok(before);
+            }
+            if let Some([kind, echo]) = reply.items() {
+                if kind.bulk() == Some(b"pong") && echo.bulk() == Some(token) {
+                    return Ok(before);
+                }
+            }
+            before.push(reply);
+        }
+    }
+
+    /// [`send_ping`](Conn::send_ping) then [`read_until_pong`](Conn::read_until_pong).
+    pub(crate) fn sync(&mut self, token: &[u8]) -> io::Result<Vec<Reply>> {
+        self.send_ping(token)?;
+        self.read_until_pong(token)
+    }
+
+    /// Sends `QUIT` and waits until the server has closed the connection,
+    /// which it does only after dropping every subscription of it.
+    pub(crate) fn quit(mut self) -> io::Result<()> {
+        let reply = self.call(&[b"QUIT"])?;
+        if reply != Reply::Simple(b"OK".to_vec()) {
+            return Err(protocol_error(format!("QUIT answered {reply:?}")));
+        }
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest)?;
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            Err(protocol_error(format!("data after QUIT: {}", Show(&rest))))
+        }
+    }
+
+    fn read_line(&mut self) -> io::Result<Vec<u8>> {
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line)?;
+        if line.is_empty() {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
+        if !line.ends_with(b"\r\n") {
+            return Err(protocol_error(format!(
+                "reply line not ended by CRLF: {}",
+                Show(&line)
+            )));
+        }
+        line.truncate(line.len() - 2);
+        Ok(line)
+    }
+}
+
+fn parse_int(digits: &[u8]) -> io::Result<i64> {
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| protocol_error(format!("not an integer: {}", Show(digits))))
+}
