@@ -17,6 +17,9 @@
 //! patterns, and before the groups run the bench prints the heap bytes each
 //! pattern costs (a counting allocator).
 
+// Byte counts here are far below 2^52: the casts for reporting are exact.
+#![allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};

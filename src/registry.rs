@@ -90,9 +90,14 @@ impl<P> Shard<P> {
 #[repr(align(128))]
 struct Padded<T>(T);
 
-/// One distinct live pattern and its subscribers.
+/// One distinct live pattern and its subscribers. The compiled tokens live
+/// only in the trie; removal compiles the name again rather than keeping a
+/// second copy per pattern.
 struct PatternEntry<P> {
-    glob: Glob,
+    name: Name,
+    /// False when Redis's nesting limit rules out every match: such a
+    /// pattern counts and confirms, but is not in the trie.
+    in_trie: bool,
     subscribers: Endpoints<P>,
 }
 
@@ -263,13 +268,15 @@ impl<P> Registry<P> {
                 table.next_seq += 1;
                 entry.insert(seq);
                 let glob = Glob::new(pattern);
-                if !glob.is_unmatchable() {
+                let in_trie = !glob.is_unmatchable();
+                if in_trie {
                     table.trie.insert(glob.tokens(), seq);
                 }
                 table.by_seq.insert(
                     seq,
                     PatternEntry {
-                        glob,
+                        name: pattern.clone(),
+                        in_trie,
                         subscribers: SmallVec::new(),
                     },
                 );
@@ -298,8 +305,8 @@ impl<P> Registry<P> {
             let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
             remove_endpoint(&mut entry.subscribers, id);
             if entry.subscribers.is_empty() {
-                if !entry.glob.is_unmatchable() {
-                    table.trie.remove(entry.glob.tokens(), seq);
+                if entry.in_trie {
+                    table.trie.remove(Glob::new(pattern).tokens(), seq);
                 }
                 table.by_seq.remove(&seq);
                 table.seq_of.remove(pattern.as_bytes());
@@ -357,7 +364,7 @@ impl<P: Clone> Registry<P> {
                 let channel_name = name.get_or_insert_with(|| Name::from(channel));
                 for endpoint in &entry.subscribers {
                     let _ = endpoint.tx.send(Message::PMessage {
-                        pattern: entry.glob.as_name().clone(),
+                        pattern: entry.name.clone(),
                         channel: channel_name.clone(),
                         payload: payload.clone(),
                     });

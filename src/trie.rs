@@ -41,16 +41,19 @@ pub(crate) type PatternKey = u64;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Node {
+    // Edge lists and ends are exact-size boxed slices: a trie has several
+    // nodes per pattern and edits are rare next to matches, so memory wins
+    // over amortized growth.
     /// Literal-byte edges, sorted by byte.
-    bytes: Vec<(u8, NodeId)>,
+    bytes: Box<[(u8, NodeId)]>,
     /// `[...]` edges, one per distinct byte set.
-    classes: Vec<(ByteSet, NodeId)>,
+    classes: Box<[(ByteSet, NodeId)]>,
     /// The `?` edge, or `NONE`.
     any: NodeId,
     /// The star-group edge, or `NONE`.
     star: NodeId,
     /// The patterns that end here.
-    ends: Vec<PatternKey>,
+    ends: Box<[PatternKey]>,
 }
 
 impl Node {
@@ -95,24 +98,40 @@ impl Node {
                     .bytes
                     .binary_search_by_key(byte, |edge| edge.0)
                     .unwrap_or_else(|at| at);
-                self.bytes.insert(at, (*byte, child));
+                insert_at(&mut self.bytes, at, (*byte, child));
             }
             Token::Any => self.any = child,
             Token::Star => self.star = child,
-            Token::Class(set) => self.classes.push((**set, child)),
+            Token::Class(set) => {
+                let at = self.classes.len();
+                insert_at(&mut self.classes, at, (**set, child));
+            }
         }
     }
 
     fn remove_child(&mut self, token: &Token) {
         match token {
-            Token::Byte(byte) => self.bytes.retain(|edge| edge.0 != *byte),
+            Token::Byte(byte) => retain(&mut self.bytes, |edge| edge.0 != *byte),
             Token::Any => self.any = NONE,
             Token::Star => self.star = NONE,
-            Token::Class(set) => self.classes.retain(|edge| edge.0 != **set),
+            Token::Class(set) => retain(&mut self.classes, |edge| edge.0 != **set),
         }
-        self.bytes.shrink_to_fit();
-        self.classes.shrink_to_fit();
     }
+}
+
+/// Inserts `item` at `at` in an exact-size boxed slice.
+fn insert_at<T>(list: &mut Box<[T]>, at: usize, item: T) {
+    let mut items = std::mem::take(list).into_vec();
+    items.reserve_exact(1);
+    items.insert(at, item);
+    *list = items.into_boxed_slice();
+}
+
+/// Keeps the items of an exact-size boxed slice that `keep` accepts.
+fn retain<T>(list: &mut Box<[T]>, keep: impl FnMut(&T) -> bool) {
+    let mut items = std::mem::take(list).into_vec();
+    items.retain(keep);
+    *list = items.into_boxed_slice();
 }
 
 /// The compiled trie of every matchable live pattern.
@@ -175,7 +194,9 @@ impl PatternTrie {
                 child
             };
         }
-        self.nodes[at as usize].ends.push(key);
+        let ends = &mut self.nodes[at as usize].ends;
+        let len = ends.len();
+        insert_at(ends, len, key);
     }
 
     /// Removes pattern `key`, inserted with the same `tokens`, and every node
@@ -189,9 +210,7 @@ impl PatternTrie {
                 None => return,
             }
         }
-        let end = &mut self.nodes[*path.last().unwrap() as usize].ends;
-        end.retain(|k| *k != key);
-        end.shrink_to_fit();
+        retain(&mut self.nodes[*path.last().unwrap() as usize].ends, |k| *k != key);
         // Prune the nodes left with nothing, from the end of the path up.
         for (depth, token) in tokens.iter().enumerate().rev() {
             let node = path[depth + 1];
@@ -308,7 +327,7 @@ impl PatternTrie {
 
         fn walk(trie: &PatternTrie, at: NodeId, out: &mut String) {
             let node = &trie.nodes[at as usize];
-            let mut ends = node.ends.clone();
+            let mut ends = node.ends.to_vec();
             ends.sort_unstable();
             let _ = write!(out, "{ends:?}(");
             for (byte, child) in &node.bytes {

@@ -1,0 +1,130 @@
+//! Batch management of servers: a control thread sends commands to a pool of
+//! worker threads and collects their status reports.
+//!
+//! Each worker listens on its own channel (`cmd.web1`, …) and on a broadcast
+//! channel (`cmd.all`), and reports on `status.<name>`; the control thread
+//! reads every report through one pattern, `status.*`. The count `publish`
+//! returns tells it how many reports to wait for, and `numsub` (Redis
+//! `PUBSUB NUMSUB`) shows who is listening.
+//!
+//! Run it with `cargo run --example workers`.
+
+use std::error::Error;
+use std::io::{self, Write};
+use std::thread;
+use std::time::Duration;
+
+use channelcast::{Broker, Message, SubscribeError, Subscriber};
+
+/// The servers in the pool.
+pub(crate) const WORKERS: [&str; 3] = ["web1", "web2", "db1"];
+
+/// What the control thread sends, in order: (target, command). The target
+/// is a worker or `all`; command `n` (from 1) goes out as `"<n> <command>"`.
+pub(crate) const COMMANDS: [(&str, &str); 6] = [
+    ("all", "uptime"),
+    ("web2", "restart nginx"),
+    ("all", "disk /var"),
+    ("db1", "backup orders"),
+    ("web1", "deploy v1.4.2"),
+    ("all", "shutdown"),
+];
+
+/// A status report: `worker` answered command `id` (0: "I am online").
+#[derive(Debug)]
+pub(crate) struct Ack {
+    pub(crate) worker: String,
+    pub(crate) id: usize,
+    pub(crate) result: String,
+}
+
+/// Runs the pool, writes the transcript to `out`, returns every report.
+pub(crate) fn run(out: &mut impl Write) -> Result<Vec<Ack>, Box<dyn Error>> {
+    let broker = Broker::new();
+    let reports = broker.subscriber();
+    reports.psubscribe(["status.*"])?;
+    reports.recv()?; // the psubscribe confirmation
+    let pool: Vec<_> = WORKERS
+        .iter()
+        .map(|&name| {
+            let broker = broker.clone();
+            thread::spawn(move || worker(name, &broker))
+        })
+        .collect();
+
+    let mut acks = Vec::new();
+    let mut collect = |n: usize, out: &mut dyn Write| -> io::Result<()> {
+        let mut batch: Vec<Ack> = (0..n).map_while(|_| next_ack(&reports)).collect();
+        batch.sort_by_key(|ack| WORKERS.iter().position(|w| *w == ack.worker));
+        for Ack { worker, id, result } in &batch {
+            writeln!(out, "    status.{worker:<5} #{id} {result}")?;
+        }
+        acks.extend(batch);
+        Ok(())
+    };
+
+    writeln!(out, "control: waiting for {} workers", WORKERS.len())?;
+    collect(WORKERS.len(), out)?;
+    let listening = broker.numsub(["cmd.all"])[0].1;
+    writeln!(out, "control: PUBSUB NUMSUB cmd.all = {listening}")?;
+    for (id, (target, command)) in (1..).zip(COMMANDS) {
+        let n = broker.publish(format!("cmd.{target}"), format!("{id} {command}"));
+        writeln!(
+            out,
+            "control -> cmd.{target:<5} #{id} {command} ({n} listening)"
+        )?;
+        collect(n, out)?;
+    }
+
+    for worker in pool {
+        worker.join().expect("worker thread")?;
+    }
+    let listening = broker.numsub(["cmd.all"])[0].1;
+    writeln!(
+        out,
+        "control: pool shut down, PUBSUB NUMSUB cmd.all = {listening}"
+    )?;
+    Ok(acks)
+}
+
+/// The next report, or `None` if none comes within a few seconds.
+fn next_ack(reports: &Subscriber) -> Option<Ack> {
+    let msg = reports.recv_timeout(Duration::from_secs(5)).ok()?;
+    let worker = msg.channel()?.strip_prefix(b"status.")?;
+    let worker = String::from_utf8_lossy(worker).into_owned();
+    let (id, result) = std::str::from_utf8(msg.payload()?).ok()?.split_once(' ')?;
+    let (id, result) = (id.parse().ok()?, result.to_owned());
+    Some(Ack { worker, id, result })
+}
+
+/// One server: runs the commands it receives until told to shut down.
+fn worker(name: &str, broker: &Broker) -> Result<(), SubscribeError> {
+    let commands = broker.subscriber();
+    commands.subscribe([format!("cmd.{name}"), "cmd.all".to_owned()])?;
+    let status = format!("status.{name}");
+    let seed = name.bytes().map(usize::from).sum::<usize>(); // fake but stable readings
+    broker.publish(&status, "0 online");
+    for payload in commands.iter().filter_map(Message::into_payload) {
+        let text = String::from_utf8_lossy(&payload);
+        let (id, command) = text.split_once(' ').unwrap_or(("?", &text));
+        let (verb, arg) = command.split_once(' ').unwrap_or((command, ""));
+        let result = match verb {
+            "uptime" => format!("up {} days", seed % 30),
+            "disk" => format!("{arg} {}% used", 40 + seed % 50),
+            "restart" => format!("{arg} restarted"),
+            "backup" => format!("{arg} saved to /backups/{arg}.rdb"),
+            "deploy" => format!("now running {arg}"),
+            "shutdown" => "bye".to_owned(),
+            _ => format!("unknown command {verb:?}"),
+        };
+        broker.publish(&status, format!("{id} {result}"));
+        if verb == "shutdown" {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    run(&mut io::stdout().lock()).map(drop)
+}
