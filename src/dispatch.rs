@@ -46,6 +46,8 @@ pub struct Dispatcher<'a, P = bytes::Bytes> {
     channels: FastMap<Name, Handler<'a, P>>,
     patterns: FastMap<Name, Handler<'a, P>>,
     shards: FastMap<Name, Handler<'a, P>>,
+    /// Runs for deliveries no handler claims.
+    unhandled: Option<Handler<'a, P>>,
 }
 
 impl<'a, P: Clone + Send + 'static> Dispatcher<'a, P> {
@@ -55,6 +57,7 @@ impl<'a, P: Clone + Send + 'static> Dispatcher<'a, P> {
             channels: FastMap::default(),
             patterns: FastMap::default(),
             shards: FastMap::default(),
+            unhandled: None,
         }
     }
 
@@ -89,6 +92,14 @@ impl<'a, P: Clone + Send + 'static> Dispatcher<'a, P> {
         self
     }
 
+    /// Runs `handler` for every delivery that no other handler claims (for
+    /// example a channel subscribed to outside this table). Confirmations
+    /// are never dispatched.
+    pub fn on_unhandled(&mut self, handler: impl FnMut(&Message<P>) + Send + 'a) -> &mut Self {
+        self.unhandled = Some(Box::new(handler));
+        self
+    }
+
     /// Subscribes `subscriber` to every registered channel, pattern and
     /// shard channel. The confirmations land in its stream as usual (and are
     /// skipped by [`dispatch`](Dispatcher::dispatch)).
@@ -110,7 +121,9 @@ impl<'a, P: Clone + Send + 'static> Dispatcher<'a, P> {
     }
 
     /// Runs the handler registered for `message`'s source; returns whether
-    /// one ran. Confirmations and messages with no handler return `false`.
+    /// one ran. A delivery with no handler of its own goes to the
+    /// [`on_unhandled`](Dispatcher::on_unhandled) handler, if any, and
+    /// returns `false`; confirmations return `false`.
     pub fn dispatch(&mut self, message: &Message<P>) -> bool {
         let (table, key) = match message {
             Message::Message { channel, .. } => (&mut self.channels, channel),
@@ -118,12 +131,14 @@ impl<'a, P: Clone + Send + 'static> Dispatcher<'a, P> {
             Message::SMessage { channel, .. } => (&mut self.shards, channel),
             _ => return false,
         };
-        match table.get_mut(key.as_bytes()) {
-            Some(handler) => {
-                handler(message);
-                true
+        if let Some(handler) = table.get_mut(key.as_bytes()) {
+            handler(message);
+            true
+        } else {
+            if let Some(fallback) = &mut self.unhandled {
+                fallback(message);
             }
-            None => false,
+            false
         }
     }
 
@@ -149,6 +164,7 @@ impl<P> fmt::Debug for Dispatcher<'_, P> {
             .field("channels", &self.channels.keys().collect::<Vec<_>>())
             .field("patterns", &self.patterns.keys().collect::<Vec<_>>())
             .field("shards", &self.shards.keys().collect::<Vec<_>>())
+            .field("unhandled", &self.unhandled.is_some())
             .finish()
     }
 }

@@ -146,6 +146,11 @@
 //! [`BrokerClosed`]. Dropping a [`Subscriber`] removes all its subscriptions
 //! silently; channels and patterns left with no subscriber disappear.
 //!
+//! A thread that both publishes and receives holds a `Broker` clone of its
+//! own, so its `iter` cannot end through disconnection while that clone
+//! lives: end such loops with a message of your own (a `"shutdown"` on a
+//! control channel) or use `recv_timeout`.
+//!
 //! ```
 //! use channelcast::{Broker, RecvError};
 //!

@@ -218,3 +218,28 @@ impl<P> Message<P> {
         }
     }
 }
+
+impl<P: AsRef<[u8]>> Message<P> {
+    /// The payload of a delivery as bytes; `None` for confirmations.
+    pub fn payload_bytes(&self) -> Option<&[u8]> {
+        self.payload().map(AsRef::as_ref)
+    }
+
+    /// The payload of a delivery as UTF-8 text; `None` for confirmations and
+    /// for payloads that are not valid UTF-8.
+    ///
+    /// ```
+    /// use channelcast::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// sub.subscribe(["c"]).unwrap();
+    /// broker.publish("c", "héllo");
+    /// assert_eq!(sub.recv().unwrap().payload_str(), None); // the confirmation
+    /// assert_eq!(sub.recv().unwrap().payload_str(), Some("héllo"));
+    /// ```
+    pub fn payload_str(&self) -> Option<&str> {
+        self.payload_bytes()
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+    }
+}

@@ -210,7 +210,9 @@ impl PatternTrie {
                 None => return,
             }
         }
-        retain(&mut self.nodes[*path.last().unwrap() as usize].ends, |k| *k != key);
+        retain(&mut self.nodes[*path.last().unwrap() as usize].ends, |k| {
+            *k != key
+        });
         // Prune the nodes left with nothing, from the end of the path up.
         for (depth, token) in tokens.iter().enumerate().rev() {
             let node = path[depth + 1];

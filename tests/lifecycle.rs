@@ -193,3 +193,34 @@ fn arbitrary_bytes_work_as_names_patterns_and_payloads() {
     }
     let _ = broker.channels(Some(&b"\xff[\\"[..]));
 }
+
+#[test]
+fn dispatcher_sends_unclaimed_deliveries_to_the_fallback() {
+    use std::sync::Mutex;
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    let seen = Mutex::new(Vec::new());
+    let mut dispatcher = channelcast::Dispatcher::new();
+    dispatcher
+        .on_channel("known", |m| {
+            seen.lock()
+                .unwrap()
+                .push(format!("known {:?}", m.payload_str()))
+        })
+        .on_unhandled(|m| {
+            seen.lock()
+                .unwrap()
+                .push(format!("other {}", m.channel().unwrap()))
+        });
+    dispatcher.subscribe(&sub).unwrap();
+    sub.subscribe(["stray"]).unwrap();
+    broker.publish("known", "1");
+    broker.publish("stray", "2");
+    drop(broker);
+    assert_eq!(dispatcher.run(&sub), 1);
+    drop(dispatcher);
+    assert_eq!(
+        seen.into_inner().unwrap(),
+        ["known Some(\"1\")", "other stray"]
+    );
+}
