@@ -1,0 +1,423 @@
+//! Throughput of channelcast next to the channels it is built on and the
+//! broadcast channels it competes with.
+//!
+//! Every scenario is a criterion group whose contenders are measured in
+//! exactly the same way, so the numbers to read are the ratios inside one
+//! group of one run (the benchmark machine may be small and shared; absolute
+//! times move from run to run, ratios much less). Run with
+//! `cargo bench --bench throughput`.
+//!
+//! # Scenarios
+//!
+//! - `one_to_one`: one publisher thread sends a batch of 10,000 messages
+//!   (a 64-byte `Bytes`, cloned per send) on one channel and one subscriber
+//!   thread receives all of them; `channelcast` publishes through a `Broker`
+//!   to one `Subscriber`, `crossbeam` is the floor: a bare unbounded
+//!   crossbeam channel with the same payload and the same two threads.
+//! - `fanout/N` (N = 1, 10, 100, 1000): one publisher thread publishes a
+//!   batch of messages to N subscribers of one channel (10,000 messages for
+//!   N ≤ 10, 1,000 for N = 100, 100 for N = 1000, so at most 100,000
+//!   deliveries per batch) while a single drainer thread receives every
+//!   delivery, subscriber after subscriber with blocking receives;
+//!   throughput counts deliveries (messages × N). Contenders: `channelcast`
+//!   (N subscribers of one channel), `crossbeam_per_subscriber` (one
+//!   unbounded crossbeam channel per subscriber, the publisher sends N
+//!   times), `tokio_broadcast` (`tokio::sync::broadcast` with a capacity of
+//!   at least the batch, so no receiver ever lags; `blocking_recv`, no
+//!   runtime) and `bus` (`bus::Bus` with a capacity of the batch,
+//!   `Bus::broadcast` and `BusReader::recv`).
+//! - `publishers/P` (P = 1, 2, 4): P publisher threads each publish a batch
+//!   of 10,000 messages (64-byte `Bytes`) while one drainer thread receives
+//!   all P × 10,000; `distinct`: each publisher has its own channel with one
+//!   subscriber (the drainer empties them one after the other), `shared`:
+//!   all publishers publish on one channel with one subscriber. Throughput
+//!   counts messages; compare each P with P = 1.
+//! - `churn`: one cycle is `subscribe` to one new channel, `unsubscribe` from
+//!   it, and receiving both confirmations, while 10,000 other channels are
+//!   live; `10k_live_elsewhere`: another subscriber holds the 10,000
+//!   channels, `10k_live_on_self`: the churning subscriber holds them itself.
+//!   Throughput counts cycles.
+//!
+//! # Method
+//!
+//! The threaded scenarios run in rounds: a round starts when the publisher
+//! threads are told to go and ends at the instant the drainer has received
+//! the last delivery, so each measured round is end to end and includes the
+//! wake-up of the threads (a few microseconds against rounds of about a
+//! millisecond or more). The same drainer design (one thread, blocking
+//! receives, subscriber by subscriber) is used for every contender: on a
+//! small machine, N receiving threads for N = 1000 would measure the
+//! scheduler, not the channel. Between rounds every queue is empty again, so
+//! bounded contenders never block and nothing piles up.
+//!
+//! Channels, subscribers and threads are set up per criterion sample,
+//! outside the timed region, and every thread is joined before a sample
+//! returns; all waits are on channels that disconnect when their other end
+//! goes, so a panic on either side ends the sample instead of hanging it.
+//! (`bus` starts a helper thread of its own per `Bus`; it exits when the
+//! `Bus` is dropped, at the end of each sample.) A new `Broker` per sample
+//! also means a new randomly seeded hasher, so in `publishers/P distinct`
+//! two of the P channels may share a lock stripe in some samples, as they
+//! may in real use.
+
+use std::hint::black_box;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use channelcast::{Broker, Name, Subscriber};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use crossbeam_channel as cb;
+
+/// Messages per round in `one_to_one` and per publisher in `publishers`.
+const BATCH: usize = 10_000;
+/// Size of every payload.
+const PAYLOAD_LEN: usize = 64;
+/// Subscriber counts of the `fanout` groups.
+const FANOUT: [usize; 4] = [1, 10, 100, 1000];
+/// Publisher thread counts of the `publishers` groups.
+const PUBLISHERS: [usize; 3] = [1, 2, 4];
+/// Live channels present during `churn`.
+const LIVE_CHANNELS: usize = 10_000;
+
+fn payload() -> Bytes {
+    Bytes::from(vec![0xA5; PAYLOAD_LEN])
+}
+
+fn elements(n: usize) -> Throughput {
+    Throughput::Elements(u64::try_from(n).expect("fits in u64"))
+}
+
+/// Messages per round for `fanout/n`: at most 100,000 deliveries, at least
+/// 100 messages.
+fn fanout_batch(n: usize) -> usize {
+    (100_000 / n).clamp(100, BATCH)
+}
+
+fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10);
+    group
+}
+
+// ---- the round driver -------------------------------------------------------
+
+/// Runs `iters` rounds of `publish` on this thread against `drain` on one
+/// drainer thread and returns the summed round times.
+///
+/// A round starts just before the drainer is told to go and ends when the
+/// drainer reports that it has received everything. `sender` is dropped
+/// before the drainer is joined, so a drainer blocked on a receive sees a
+/// disconnection instead of waiting forever, even if `publish` panics.
+fn rounds<S, R>(
+    iters: u64,
+    sender: S,
+    receivers: R,
+    mut publish: impl FnMut(&mut S),
+    mut drain: impl FnMut(&mut R) + Send,
+) -> Duration
+where
+    R: Send,
+{
+    let (go_tx, go_rx) = cb::bounded::<()>(1);
+    let (done_tx, done_rx) = cb::bounded::<Instant>(1);
+    let mut sender = sender;
+    let mut receivers = receivers;
+    thread::scope(move |scope| {
+        scope.spawn(move || {
+            while go_rx.recv().is_ok() {
+                drain(&mut receivers);
+                if done_tx.send(Instant::now()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let start = Instant::now();
+            go_tx.send(()).expect("the drainer is waiting");
+            publish(&mut sender);
+            let end = done_rx.recv().expect("the drainer finished its round");
+            total += end.saturating_duration_since(start);
+        }
+        drop(go_tx);
+        drop(sender);
+        total
+    })
+}
+
+// ---- fanout contenders (one_to_one is fanout with N = 1) --------------------
+
+const FANOUT_CHANNEL: &str = "fanout";
+
+fn channelcast_fanout(iters: u64, n: usize, batch: usize) -> Duration {
+    let broker = Broker::new();
+    let subscribers: Vec<Subscriber> = (0..n)
+        .map(|_| {
+            let sub = broker.subscriber();
+            sub.subscribe([FANOUT_CHANNEL]).expect("broker alive");
+            sub.recv().expect("subscribe confirmation");
+            sub
+        })
+        .collect();
+    let payload = payload();
+    rounds(
+        iters,
+        broker,
+        subscribers,
+        |broker| {
+            for _ in 0..batch {
+                black_box(broker.publish(FANOUT_CHANNEL, payload.clone()));
+            }
+        },
+        |subscribers| {
+            for sub in subscribers.iter() {
+                for _ in 0..batch {
+                    black_box(sub.recv().expect("a delivery"));
+                }
+            }
+        },
+    )
+}
+
+fn crossbeam_fanout(iters: u64, n: usize, batch: usize) -> Duration {
+    let (senders, receivers): (Vec<cb::Sender<Bytes>>, Vec<cb::Receiver<Bytes>>) =
+        (0..n).map(|_| cb::unbounded()).unzip();
+    let payload = payload();
+    rounds(
+        iters,
+        senders,
+        receivers,
+        |senders| {
+            for _ in 0..batch {
+                for tx in senders.iter() {
+                    tx.send(payload.clone()).expect("receiver alive");
+                }
+            }
+        },
+        |receivers| {
+            for rx in receivers.iter() {
+                for _ in 0..batch {
+                    black_box(rx.recv().expect("a delivery"));
+                }
+            }
+        },
+    )
+}
+
+fn tokio_fanout(iters: u64, n: usize, batch: usize) -> Duration {
+    let (sender, first) = tokio::sync::broadcast::channel::<Bytes>(batch);
+    let mut receivers = vec![first];
+    receivers.extend((1..n).map(|_| sender.subscribe()));
+    let payload = payload();
+    rounds(
+        iters,
+        sender,
+        receivers,
+        |sender| {
+            for _ in 0..batch {
+                black_box(sender.send(payload.clone()).expect("receivers alive"));
+            }
+        },
+        |receivers| {
+            for rx in receivers.iter_mut() {
+                for _ in 0..batch {
+                    black_box(rx.blocking_recv().expect("a delivery, never lagged"));
+                }
+            }
+        },
+    )
+}
+
+fn bus_fanout(iters: u64, n: usize, batch: usize) -> Duration {
+    let mut bus = bus::Bus::<Bytes>::new(batch);
+    let readers: Vec<bus::BusReader<Bytes>> = (0..n).map(|_| bus.add_rx()).collect();
+    let payload = payload();
+    rounds(
+        iters,
+        bus,
+        readers,
+        |bus| {
+            for _ in 0..batch {
+                bus.broadcast(payload.clone());
+            }
+        },
+        |readers| {
+            for rx in readers.iter_mut() {
+                for _ in 0..batch {
+                    black_box(rx.recv().expect("a delivery"));
+                }
+            }
+        },
+    )
+}
+
+fn one_to_one(c: &mut Criterion) {
+    let mut group = group(c, "one_to_one");
+    group.throughput(elements(BATCH));
+    group.bench_function("channelcast", |b| {
+        b.iter_custom(|iters| channelcast_fanout(iters, 1, BATCH));
+    });
+    group.bench_function("crossbeam", |b| {
+        b.iter_custom(|iters| crossbeam_fanout(iters, 1, BATCH));
+    });
+    group.finish();
+}
+
+fn fanout(c: &mut Criterion) {
+    for n in FANOUT {
+        let batch = fanout_batch(n);
+        let mut group = group(c, &format!("fanout/{n}"));
+        group.throughput(elements(batch * n));
+        group.bench_function("channelcast", |b| {
+            b.iter_custom(|iters| channelcast_fanout(iters, n, batch));
+        });
+        group.bench_function("crossbeam_per_subscriber", |b| {
+            b.iter_custom(|iters| crossbeam_fanout(iters, n, batch));
+        });
+        group.bench_function("tokio_broadcast", |b| {
+            b.iter_custom(|iters| tokio_fanout(iters, n, batch));
+        });
+        group.bench_function("bus", |b| {
+            b.iter_custom(|iters| bus_fanout(iters, n, batch));
+        });
+        group.finish();
+    }
+}
+
+// ---- publishers ---------------------------------------------------------------
+
+/// `iters` rounds of `p` publisher threads publishing `BATCH` messages each,
+/// on distinct channels or on one shared channel, against one drainer.
+fn publishers_rounds(iters: u64, p: usize, shared: bool) -> Duration {
+    let broker = Broker::new();
+    let channels: Vec<Name> = (0..p)
+        .map(|i| {
+            if shared {
+                Name::from("shared")
+            } else {
+                Name::from(format!("distinct:{i}"))
+            }
+        })
+        .collect();
+    let subscribed: &[Name] = if shared { &channels[..1] } else { &channels };
+    let subscribers: Vec<Subscriber> = subscribed
+        .iter()
+        .map(|channel| {
+            let sub = broker.subscriber();
+            sub.subscribe([channel]).expect("broker alive");
+            sub.recv().expect("subscribe confirmation");
+            sub
+        })
+        .collect();
+    let per_subscriber = p * BATCH / subscribers.len();
+    let payload = payload();
+
+    thread::scope(move |scope| {
+        let mut go_publishers = Vec::with_capacity(p);
+        for channel in channels {
+            let (go_tx, go_rx) = cb::bounded::<()>(1);
+            go_publishers.push(go_tx);
+            let broker = broker.clone();
+            let payload = payload.clone();
+            scope.spawn(move || {
+                while go_rx.recv().is_ok() {
+                    for _ in 0..BATCH {
+                        black_box(broker.publish(&channel, payload.clone()));
+                    }
+                }
+            });
+        }
+        let (go_drainer, go_rx) = cb::bounded::<()>(1);
+        let (done_tx, done_rx) = cb::bounded::<Instant>(1);
+        scope.spawn(move || {
+            while go_rx.recv().is_ok() {
+                for sub in &subscribers {
+                    for _ in 0..per_subscriber {
+                        black_box(sub.recv().expect("a delivery"));
+                    }
+                }
+                if done_tx.send(Instant::now()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let start = Instant::now();
+            go_drainer.send(()).expect("the drainer is waiting");
+            for go in &go_publishers {
+                go.send(()).expect("the publisher is waiting");
+            }
+            let end = done_rx.recv().expect("the drainer finished its round");
+            total += end.saturating_duration_since(start);
+        }
+        // Publishers stop when their go channel disconnects and drop their
+        // broker clones; with this last one gone, a drainer still blocked
+        // (after a panic) sees the broker closed.
+        drop(go_publishers);
+        drop(go_drainer);
+        drop(broker);
+        total
+    })
+}
+
+fn publishers(c: &mut Criterion) {
+    for p in PUBLISHERS {
+        let mut group = group(c, &format!("publishers/{p}"));
+        group.throughput(elements(p * BATCH));
+        group.bench_function("distinct", |b| {
+            b.iter_custom(|iters| publishers_rounds(iters, p, false));
+        });
+        group.bench_function("shared", |b| {
+            b.iter_custom(|iters| publishers_rounds(iters, p, true));
+        });
+        group.finish();
+    }
+}
+
+// ---- churn ----------------------------------------------------------------------
+
+/// Subscribes `sub` to `channel`, unsubscribes it, and receives both
+/// confirmations.
+fn cycle(sub: &Subscriber, channel: &Name) {
+    black_box(sub.subscribe([channel]).expect("broker alive"));
+    black_box(sub.unsubscribe([channel]).expect("broker alive"));
+    black_box(sub.try_recv().expect("subscribe confirmation"));
+    black_box(sub.try_recv().expect("unsubscribe confirmation"));
+}
+
+fn churn(c: &mut Criterion) {
+    let broker = Broker::new();
+    let holder = broker.subscriber();
+    holder
+        .subscribe((0..LIVE_CHANNELS).map(|i| format!("live:{i}")))
+        .expect("broker alive");
+    holder.try_iter().for_each(drop);
+    // Channels that are never among the live ones, rotated so that the
+    // cycles touch different stripes and buckets.
+    let fresh: Vec<Name> = (0..1024)
+        .map(|i| Name::from(format!("churn:{i}")))
+        .collect();
+
+    let mut group = group(c, "churn");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("10k_live_elsewhere", |b| {
+        let sub = broker.subscriber();
+        let mut names = fresh.iter().cycle();
+        b.iter(|| cycle(&sub, names.next().expect("endless")));
+    });
+    group.bench_function("10k_live_on_self", |b| {
+        let mut names = fresh.iter().cycle();
+        b.iter(|| cycle(&holder, names.next().expect("endless")));
+    });
+    group.finish();
+    assert_eq!(broker.channels(None::<&str>).len(), LIVE_CHANNELS);
+}
+
+criterion_group!(benches, one_to_one, fanout, publishers, churn);
+criterion_main!(benches);
