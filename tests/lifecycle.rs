@@ -205,12 +205,12 @@ fn dispatcher_sends_unclaimed_deliveries_to_the_fallback() {
         .on_channel("known", |m| {
             seen.lock()
                 .unwrap()
-                .push(format!("known {:?}", m.payload_str()))
+                .push(format!("known {:?}", m.payload_str()));
         })
         .on_unhandled(|m| {
             seen.lock()
                 .unwrap()
-                .push(format!("other {}", m.channel().unwrap()))
+                .push(format!("other {}", m.channel().unwrap()));
         });
     dispatcher.subscribe(&sub).unwrap();
     sub.subscribe(["stray"]).unwrap();
