@@ -48,7 +48,10 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -147,7 +150,10 @@ fn publish_vs_linear(c: &mut Criterion) {
             let globs: Vec<Glob> = patterns.iter().map(|p| Glob::new(p.as_str())).collect();
             group.bench_with_input(BenchmarkId::new("linear_scan", k), &k, |b, _| {
                 b.iter(|| {
-                    let hits = globs.iter().filter(|g| g.is_match(black_box(channel))).count();
+                    let hits = globs
+                        .iter()
+                        .filter(|g| g.is_match(black_box(channel)))
+                        .count();
                     assert_eq!(hits, 1);
                 });
             });
