@@ -173,7 +173,7 @@
 //!   values. A subscriber is not restricted to pub/sub commands.
 //! - **Orders Redis leaves to its hash tables are fixed here:** pmessages of
 //!   one publish arrive in pattern creation order; unsubscribe with no names
-//!   releases names oldest subscription first; `channels` and
+//!   releases names in byte order; `channels` and
 //!   `shard_channels` return names sorted by bytes.
 //! - **Multi-name calls are not atomic.** Redis runs `SUBSCRIBE a b` as one
 //!   command; here a concurrent publish on `a` may be delivered between the

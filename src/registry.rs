@@ -39,19 +39,16 @@ use crate::{Glob, Message, Name};
 /// The fast, randomly seeded hasher used by every map.
 pub(crate) type Hasher = foldhash::fast::RandomState;
 pub(crate) type FastMap<K, V> = HashMap<K, V, Hasher>;
+pub(crate) type FastSet<K> = std::collections::HashSet<K, Hasher>;
 
 /// Identifies a subscriber inside the broker (never reused).
 pub(crate) type SubId = u64;
 
-/// A subscriber's place in one channel's or pattern's list.
-struct Endpoint<P> {
-    id: SubId,
-    tx: Sender<Message<P>>,
-}
-
-/// The subscribers of one channel or pattern. Most names have one or two,
-/// so the first lives inline.
-type Endpoints<P> = SmallVec<[Endpoint<P>; 1]>;
+/// The subscribers of one channel or pattern, as their queues' sending
+/// halves (a subscriber is found again by `Sender::same_channel`, so no id
+/// is stored per subscription). Most names have one or two subscribers, so
+/// the first lives inline.
+type Endpoints<P> = SmallVec<[Sender<Message<P>>; 1]>;
 
 /// Which of the two channel namespaces a shard map serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,60 +199,57 @@ impl<P> Registry<P> {
 
     // ---- channels ----------------------------------------------------------
 
-    /// Adds subscriber `id` to channel `name` in `space` and queues
-    /// `confirmation`, atomically with respect to publishes on `name`.
+    /// Adds the subscriber that owns `tx` to channel `name` in `space` and
+    /// queues `confirmation`, atomically with respect to publishes on `name`.
     pub(crate) fn add_channel(
         &self,
         space: Space,
         name: &Name,
-        id: SubId,
         tx: &Sender<Message<P>>,
         confirmation: Message<P>,
     ) {
         let mut shard = self.shard(name).lock();
-        let endpoint = Endpoint { id, tx: tx.clone() };
         shard
             .map_mut(space)
             .entry(name.clone())
             .or_default()
-            .push(endpoint);
+            .push(tx.clone());
         // Under the lock: no delivery on `name` can overtake it.
         let _ = tx.send(confirmation);
     }
 
-    /// Removes subscriber `id` from channel `name` in `space` (dropping the
-    /// entry when it was the last) and queues `confirmation`, if any,
-    /// atomically with respect to publishes on `name`.
+    /// Removes the subscriber that owns `tx` from channel `name` in `space`
+    /// (dropping the entry when it was the last) and queues `confirmation`,
+    /// if any, atomically with respect to publishes on `name`.
     pub(crate) fn remove_channel(
         &self,
         space: Space,
         name: &Name,
-        id: SubId,
-        tx: Option<&Sender<Message<P>>>,
+        tx: &Sender<Message<P>>,
         confirmation: Option<Message<P>>,
     ) {
         let mut shard = self.shard(name).lock();
         let map = shard.map_mut(space);
         if let MapEntry::Occupied(mut entry) = map.entry(name.clone()) {
-            remove_endpoint(entry.get_mut(), id);
+            remove_endpoint(entry.get_mut(), tx);
             if entry.get().is_empty() {
                 entry.remove();
+                shrink_when_sparse(map);
             }
         }
-        if let (Some(tx), Some(confirmation)) = (tx, confirmation) {
+        if let Some(confirmation) = confirmation {
             let _ = tx.send(confirmation);
         }
     }
 
     // ---- patterns ----------------------------------------------------------
 
-    /// Adds subscriber `id` to `pattern` (creating the pattern's entry if it
-    /// is new) and queues `confirmation`, atomically with respect to every
-    /// publish.
+    /// Adds the subscriber that owns `tx` to `pattern` (creating the
+    /// pattern's entry if it is new) and queues `confirmation`, atomically
+    /// with respect to every publish.
     pub(crate) fn add_pattern(
         &self,
         pattern: &Name,
-        id: SubId,
         tx: &Sender<Message<P>>,
         confirmation: Message<P>,
     ) {
@@ -285,35 +279,35 @@ impl<P> Registry<P> {
             }
         };
         let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
-        entry.subscribers.push(Endpoint { id, tx: tx.clone() });
+        entry.subscribers.push(tx.clone());
         let _ = tx.send(confirmation);
     }
 
-    /// Removes subscriber `id` from `pattern` (dropping the pattern when it
-    /// was the last) and queues `confirmation`, if any, atomically with
-    /// respect to every publish.
+    /// Removes the subscriber that owns `tx` from `pattern` (dropping the
+    /// pattern when it was the last) and queues `confirmation`, if any,
+    /// atomically with respect to every publish.
     pub(crate) fn remove_pattern(
         &self,
         pattern: &Name,
-        id: SubId,
-        tx: Option<&Sender<Message<P>>>,
+        tx: &Sender<Message<P>>,
         confirmation: Option<Message<P>>,
     ) {
         let mut table = self.patterns.write();
         let table = &mut *table;
         if let Some(&seq) = table.seq_of.get(pattern.as_bytes()) {
             let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
-            remove_endpoint(&mut entry.subscribers, id);
+            remove_endpoint(&mut entry.subscribers, tx);
             if entry.subscribers.is_empty() {
                 if entry.in_trie {
                     table.trie.remove(Glob::new(pattern).tokens(), seq);
                 }
                 table.by_seq.remove(&seq);
                 table.seq_of.remove(pattern.as_bytes());
+                shrink_when_sparse(&mut table.seq_of);
                 self.pattern_count.fetch_sub(1, Ordering::Release);
             }
         }
-        if let (Some(tx), Some(confirmation)) = (tx, confirmation) {
+        if let Some(confirmation) = confirmation {
             let _ = tx.send(confirmation);
         }
     }
@@ -332,41 +326,50 @@ impl<P: Clone> Registry<P> {
     /// returns the number of deliveries (Redis's count).
     pub(crate) fn publish(&self, space: Space, channel: &[u8], payload: P) -> usize {
         let shard = self.shard(channel).lock();
+        let check_patterns =
+            space == Space::Channel && self.pattern_count.load(Ordering::Acquire) > 0;
+        // Every delivery but the last gets a clone; the last takes the payload
+        // itself, so a publish to one subscriber clones nothing.
+        let mut payload = Some(payload);
+        let mut hand_out = |last: bool| {
+            if last {
+                payload.take()
+            } else {
+                payload.clone()
+            }
+            .expect("taken by the last delivery only")
+        };
         let mut delivered = 0;
-        // The channel's name as a shared `Name`: taken from the map when the
-        // channel has exact subscribers, built at most once otherwise.
+        // The channel's `Name`: taken from the map when the channel has
+        // exact subscribers, built at most once otherwise.
         let mut name: Option<Name> = None;
         if let Some((key, endpoints)) = shard.map(space).get_key_value(channel) {
-            for endpoint in endpoints {
-                let message = match space {
-                    Space::Channel => Message::Message {
-                        channel: key.clone(),
-                        payload: payload.clone(),
-                    },
-                    Space::Shard => Message::SMessage {
-                        channel: key.clone(),
-                        payload: payload.clone(),
-                    },
-                };
-                let _ = endpoint.tx.send(message);
+            for (at, endpoint) in endpoints.iter().enumerate() {
+                let payload = hand_out(!check_patterns && at + 1 == endpoints.len());
+                let channel = key.clone();
+                let _ = endpoint.send(match space {
+                    Space::Channel => Message::Message { channel, payload },
+                    Space::Shard => Message::SMessage { channel, payload },
+                });
             }
             delivered += endpoints.len();
             name = Some(key.clone());
         }
-        if space == Space::Channel && self.pattern_count.load(Ordering::Acquire) > 0 {
+        if check_patterns {
             let table = self.patterns.read();
             let mut matched: SmallVec<[PatternKey; 8]> = SmallVec::new();
             table.trie.matches_into(channel, &mut matched);
             // Creation order: the documented pmessage order.
             matched.sort_unstable();
-            for seq in matched {
-                let entry = &table.by_seq[&seq];
+            for (nth, seq) in matched.iter().enumerate() {
+                let entry = &table.by_seq[seq];
                 let channel_name = name.get_or_insert_with(|| Name::from(channel));
-                for endpoint in &entry.subscribers {
-                    let _ = endpoint.tx.send(Message::PMessage {
+                for (at, endpoint) in entry.subscribers.iter().enumerate() {
+                    let last = nth + 1 == matched.len() && at + 1 == entry.subscribers.len();
+                    let _ = endpoint.send(Message::PMessage {
                         pattern: entry.name.clone(),
                         channel: channel_name.clone(),
-                        payload: payload.clone(),
+                        payload: hand_out(last),
                     });
                 }
                 delivered += entry.subscribers.len();
@@ -407,8 +410,51 @@ impl<P: Clone> Registry<P> {
     }
 }
 
-fn remove_endpoint<P>(endpoints: &mut Endpoints<P>, id: SubId) {
-    if let Some(at) = endpoints.iter().position(|endpoint| endpoint.id == id) {
+/// Gives a map's memory back once it is mostly empty, so a burst of names
+/// does not pin its peak capacity for the broker's lifetime. Halving only at
+/// a quarter full keeps the cost amortized O(1) per removal.
+pub(crate) fn shrink_when_sparse<T: Sparse>(map: &mut T) {
+    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
+/// The maps and sets `shrink_when_sparse` serves.
+pub(crate) trait Sparse {
+    fn len(&self) -> usize;
+    fn capacity(&self) -> usize;
+    fn shrink_to(&mut self, capacity: usize);
+}
+
+impl<K: std::hash::Hash + Eq, V> Sparse for FastMap<K, V> {
+    fn len(&self) -> usize {
+        HashMap::len(self)
+    }
+    fn capacity(&self) -> usize {
+        HashMap::capacity(self)
+    }
+    fn shrink_to(&mut self, capacity: usize) {
+        HashMap::shrink_to(self, capacity);
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Sparse for FastSet<K> {
+    fn len(&self) -> usize {
+        std::collections::HashSet::len(self)
+    }
+    fn capacity(&self) -> usize {
+        std::collections::HashSet::capacity(self)
+    }
+    fn shrink_to(&mut self, capacity: usize) {
+        std::collections::HashSet::shrink_to(self, capacity);
+    }
+}
+
+fn remove_endpoint<P>(endpoints: &mut Endpoints<P>, tx: &Sender<Message<P>>) {
+    if let Some(at) = endpoints
+        .iter()
+        .position(|endpoint| endpoint.same_channel(tx))
+    {
         endpoints.swap_remove(at);
     }
 }

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use crate::error::{BrokerClosed, RecvError, RecvTimeoutError, SubscribeError, TryRecvError};
-use crate::registry::{FastMap, Registry, Space, SubId};
+use crate::registry::{shrink_when_sparse, FastSet, Registry, Space, SubId};
 use crate::{Message, Name};
 
 /// One consumer of messages: the in-process twin of a Redis connection in
@@ -100,18 +100,16 @@ impl Family {
     }
 }
 
-/// A subscriber's names in each namespace, each with the sequence number
-/// it was subscribed at (unsubscribe-all releases them in that order).
+/// A subscriber's names in each namespace.
 #[derive(Default)]
 struct Held {
-    channels: FastMap<Name, u64>,
-    patterns: FastMap<Name, u64>,
-    shards: FastMap<Name, u64>,
-    next_seq: u64,
+    channels: FastSet<Name>,
+    patterns: FastSet<Name>,
+    shards: FastSet<Name>,
 }
 
 impl Held {
-    fn set(&mut self, family: Family) -> &mut FastMap<Name, u64> {
+    fn set(&mut self, family: Family) -> &mut FastSet<Name> {
         match family {
             Family::Channel => &mut self.channels,
             Family::Pattern => &mut self.patterns,
@@ -128,31 +126,21 @@ impl Held {
         }
     }
 
-    /// Every name held in `family`, oldest subscription first.
+    /// Every name held in `family`, in byte order (the documented order of
+    /// an unsubscribe-all).
     fn in_order(&mut self, family: Family) -> Vec<Name> {
-        let mut names: Vec<(u64, Name)> = self
-            .set(family)
-            .iter()
-            .map(|(name, seq)| (*seq, name.clone()))
-            .collect();
-        names.sort_unstable_by_key(|(seq, _)| *seq);
-        names.into_iter().map(|(_, name)| name).collect()
+        let mut names: Vec<Name> = self.set(family).iter().cloned().collect();
+        names.sort_unstable();
+        names
     }
 }
 
 impl<P> Registry<P> {
-    fn add(
-        &self,
-        family: Family,
-        name: &Name,
-        id: SubId,
-        tx: &Sender<Message<P>>,
-        confirm: Message<P>,
-    ) {
+    fn add(&self, family: Family, name: &Name, tx: &Sender<Message<P>>, confirm: Message<P>) {
         match family {
-            Family::Channel => self.add_channel(Space::Channel, name, id, tx, confirm),
-            Family::Shard => self.add_channel(Space::Shard, name, id, tx, confirm),
-            Family::Pattern => self.add_pattern(name, id, tx, confirm),
+            Family::Channel => self.add_channel(Space::Channel, name, tx, confirm),
+            Family::Shard => self.add_channel(Space::Shard, name, tx, confirm),
+            Family::Pattern => self.add_pattern(name, tx, confirm),
         }
     }
 
@@ -160,14 +148,13 @@ impl<P> Registry<P> {
         &self,
         family: Family,
         name: &Name,
-        id: SubId,
-        tx: Option<&Sender<Message<P>>>,
+        tx: &Sender<Message<P>>,
         confirm: Option<Message<P>>,
     ) {
         match family {
-            Family::Channel => self.remove_channel(Space::Channel, name, id, tx, confirm),
-            Family::Shard => self.remove_channel(Space::Shard, name, id, tx, confirm),
-            Family::Pattern => self.remove_pattern(name, id, tx, confirm),
+            Family::Channel => self.remove_channel(Space::Channel, name, tx, confirm),
+            Family::Shard => self.remove_channel(Space::Shard, name, tx, confirm),
+            Family::Pattern => self.remove_pattern(name, tx, confirm),
         }
     }
 }
@@ -362,18 +349,10 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         let tx = registry.sender(self.id).ok_or(BrokerClosed)?;
         let mut held = self.held.lock();
         for name in names {
-            let seq = held.next_seq;
-            let newly = match held.set(family).entry(name.clone()) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(seq);
-                    true
-                }
-            };
+            let newly = held.set(family).insert(name.clone());
             let confirmation = family.subscribed(name.clone(), held.count(family));
             if newly {
-                held.next_seq += 1;
-                registry.add(family, &name, self.id, &tx, confirmation);
+                registry.add(family, &name, &tx, confirmation);
             } else {
                 let _ = tx.send(confirmation);
             }
@@ -398,14 +377,15 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
             }
         }
         for name in names {
-            let was_held = held.set(family).remove(&name).is_some();
+            let was_held = held.set(family).remove(&name);
             let confirmation = family.unsubscribed(Some(name.clone()), held.count(family));
             if was_held {
-                registry.remove(family, &name, self.id, Some(&tx), Some(confirmation));
+                registry.remove(family, &name, &tx, Some(confirmation));
             } else {
                 let _ = tx.send(confirmation);
             }
         }
+        shrink_when_sparse(held.set(family));
         Ok(held.count(family))
     }
 }
@@ -522,15 +502,18 @@ impl<P> Drop for Subscriber<P> {
         let Some(registry) = self.registry.upgrade() else {
             return;
         };
+        let Some(tx) = registry.sender(self.id) else {
+            return;
+        };
         let held = self.held.get_mut();
-        for name in held.channels.keys() {
-            registry.remove_channel(Space::Channel, name, self.id, None, None);
+        for name in &held.channels {
+            registry.remove_channel(Space::Channel, name, &tx, None);
         }
-        for name in held.shards.keys() {
-            registry.remove_channel(Space::Shard, name, self.id, None, None);
+        for name in &held.shards {
+            registry.remove_channel(Space::Shard, name, &tx, None);
         }
-        for name in held.patterns.keys() {
-            registry.remove_pattern(name, self.id, None, None);
+        for name in &held.patterns {
+            registry.remove_pattern(name, &tx, None);
         }
         registry.unregister(self.id);
     }
