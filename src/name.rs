@@ -9,11 +9,9 @@ use std::sync::Arc;
 /// The name of a channel, shard channel or pattern.
 ///
 /// Names are arbitrary bytes, exactly as in Redis: the empty name and names
-/// holding NUL or non-UTF-8 bytes are all valid. The broker clones a name
-/// into every delivered [`Message`], so cloning is cheap: a name of up to
-/// 22 bytes is stored inline and cloned by copying 24 bytes (no shared
-/// counter for the publishing and receiving threads to fight over), a
-/// longer one shares one reference-counted allocation.
+/// holding NUL or non-UTF-8 bytes are all valid. A `Name` is reference
+/// counted, so the broker clones it into every delivered [`Message`] for the
+/// price of one atomic increment, never a copy of the bytes.
 ///
 /// Build one from a `&str`, `String`, `&[u8]` or `Vec<u8>` with `From`/`Into`;
 /// every API that takes names accepts anything `Into<Name>`.
@@ -33,71 +31,28 @@ use std::sync::Arc;
 /// ```
 ///
 /// [`Message`]: crate::Message
-#[derive(Clone)]
-pub struct Name(Repr);
-
-/// The longest name stored inline: what fits beside the length byte in the
-/// 24 bytes an enum of a fat `Arc` needs anyway.
-const INLINE: usize = 22;
-
-#[derive(Clone)]
-enum Repr {
-    Inline { len: u8, bytes: [u8; INLINE] },
-    Shared(Arc<[u8]>),
-}
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Name(Arc<[u8]>);
 
 impl Name {
-    fn inline(bytes: &[u8]) -> Option<Name> {
-        let mut buffer = [0; INLINE];
-        buffer.get_mut(..bytes.len())?.copy_from_slice(bytes);
-        Some(Name(Repr::Inline {
-            len: bytes.len() as u8,
-            bytes: buffer,
-        }))
-    }
-
     /// The name's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Repr::Shared(bytes) => bytes,
-        }
+        &self.0
     }
 
     /// The name as UTF-8 text, or `None` when its bytes are not valid UTF-8.
     pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(self.as_bytes()).ok()
+        std::str::from_utf8(&self.0).ok()
     }
 
     /// The length of the name in bytes.
     pub fn len(&self) -> usize {
-        self.as_bytes().len()
+        self.0.len()
     }
 
     /// Whether this is the empty name (valid, as in Redis).
     pub fn is_empty(&self) -> bool {
-        self.as_bytes().is_empty()
-    }
-}
-
-impl PartialEq for Name {
-    fn eq(&self, other: &Name) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for Name {}
-
-impl PartialOrd for Name {
-    fn partial_cmp(&self, other: &Name) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// Byte-wise order, as `[u8]`.
-impl Ord for Name {
-    fn cmp(&self, other: &Name) -> std::cmp::Ordering {
-        self.as_bytes().cmp(other.as_bytes())
+        self.0.is_empty()
     }
 }
 
@@ -105,13 +60,13 @@ impl Deref for Name {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        self.as_bytes()
+        &self.0
     }
 }
 
 impl AsRef<[u8]> for Name {
     fn as_ref(&self) -> &[u8] {
-        self.as_bytes()
+        &self.0
     }
 }
 
@@ -125,37 +80,37 @@ impl Hash for Name {
 
 impl Borrow<[u8]> for Name {
     fn borrow(&self) -> &[u8] {
-        self.as_bytes()
+        &self.0
     }
 }
 
 impl From<&[u8]> for Name {
     fn from(bytes: &[u8]) -> Self {
-        Name::inline(bytes).unwrap_or_else(|| Name(Repr::Shared(Arc::from(bytes))))
+        Name(Arc::from(bytes))
     }
 }
 
 impl<const N: usize> From<&[u8; N]> for Name {
     fn from(bytes: &[u8; N]) -> Self {
-        Name::from(&bytes[..])
+        Name(Arc::from(&bytes[..]))
     }
 }
 
 impl From<Vec<u8>> for Name {
     fn from(bytes: Vec<u8>) -> Self {
-        Name::inline(&bytes).unwrap_or_else(|| Name(Repr::Shared(Arc::from(bytes))))
+        Name(Arc::from(bytes))
     }
 }
 
 impl From<&str> for Name {
     fn from(text: &str) -> Self {
-        Name::from(text.as_bytes())
+        Name(Arc::from(text.as_bytes()))
     }
 }
 
 impl From<String> for Name {
     fn from(text: String) -> Self {
-        Name::from(text.into_bytes())
+        Name(Arc::from(text.into_bytes()))
     }
 }
 
@@ -224,23 +179,5 @@ impl fmt::Display for Name {
 impl fmt::Debug for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{self}\"")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_names_are_inline_and_long_ones_shared() {
-        assert_eq!(std::mem::size_of::<Name>(), 24);
-        let short = Name::from("x".repeat(INLINE));
-        let long = Name::from("x".repeat(INLINE + 1));
-        assert!(matches!(short.0, Repr::Inline { .. }));
-        assert!(matches!(long.0, Repr::Shared(_)));
-        assert_eq!(short.len(), INLINE);
-        assert_eq!(long.clone(), long);
-        assert!(short < long);
-        assert_eq!(Name::from(Vec::new()), Name::from(""));
     }
 }

@@ -332,12 +332,12 @@ impl<P: Clone> Registry<P> {
         // itself, so a publish to one subscriber clones nothing.
         let mut payload = Some(payload);
         let mut hand_out = |last: bool| {
-            if last {
-                payload.take()
-            } else {
-                payload.clone()
+            match (last, &mut payload) {
+                (true, payload) => payload.take(),
+                (false, Some(payload)) => Some(payload.clone()),
+                (false, None) => None,
             }
-            .expect("taken by the last delivery only")
+            .expect("only the last delivery takes the payload")
         };
         let mut delivered = 0;
         // The channel's `Name`: taken from the map when the channel has

@@ -280,9 +280,7 @@ fn memory_use() {
         eprintln!("subscription: holding {held}, +{more} channels: {bytes} B each beyond the name");
         subscription.push(bytes);
     }
-    eprintln!(
-        "  (names of up to 22 bytes are stored inline; a longer one is allocated once and shared)"
-    );
+    eprintln!("  (a name is allocated once and shared by every map and message that holds it)");
 
     let idle = per_idle_subscriber(1_000);
     eprintln!(
