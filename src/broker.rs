@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::registry::{Registry, Space};
-use crate::{Glob, Name, Subscriber};
+use crate::{BrokerStats, Glob, Name, Subscriber, SubscriberBuilder};
 
 /// An in-process Redis Pub/Sub server.
 ///
@@ -68,7 +68,31 @@ impl<P: Clone + Send + 'static> Broker<P> {
     /// a fresh Redis connection. Subscribe it to channels and patterns with
     /// its own methods.
     pub fn subscriber(&self) -> Subscriber<P> {
-        Subscriber::new(&self.registry)
+        Subscriber::new(&self.registry, None)
+    }
+
+    /// Starts building a subscriber with a bounded queue and an
+    /// [`Overflow`](crate::Overflow) policy; see [`SubscriberBuilder`].
+    pub fn subscriber_builder(&self) -> SubscriberBuilder<'_, P> {
+        SubscriberBuilder::new(self)
+    }
+
+    /// The broker-wide counters (published, delivered, dropped,
+    /// disconnected), read without stopping publishers.
+    ///
+    /// ```
+    /// use channelcast::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// sub.subscribe(["c"]).unwrap();
+    /// broker.publish("c", "x");
+    /// broker.publish("nobody", "y");
+    /// let stats = broker.stats();
+    /// assert_eq!((stats.published, stats.delivered, stats.dropped), (2, 1, 0));
+    /// ```
+    pub fn stats(&self) -> BrokerStats {
+        self.registry.stats()
     }
 
     /// Publishes `payload` on `channel` (Redis `PUBLISH`) and returns the

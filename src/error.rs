@@ -3,11 +3,18 @@
 use thiserror::Error;
 
 /// Why [`Subscriber::recv`](crate::Subscriber::recv) returned no message:
-/// every [`Broker`](crate::Broker) handle is gone and the queue is drained,
-/// so nothing can ever arrive again.
+/// nothing can ever arrive again, and everything queued has been received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
-#[error("the broker is gone and every queued message has been received")]
-pub struct RecvError;
+pub enum RecvError {
+    /// Every [`Broker`](crate::Broker) handle is gone.
+    #[error("the broker is gone and every queued message has been received")]
+    Disconnected,
+    /// The subscriber overflowed its queue under
+    /// [`Overflow::Disconnect`](crate::Overflow::Disconnect) and was
+    /// unsubscribed from everything.
+    #[error("disconnected for overflowing its queue (Overflow::Disconnect); every message queued before has been received")]
+    Overflowed,
+}
 
 /// Why [`Subscriber::try_recv`](crate::Subscriber::try_recv) returned no message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
@@ -18,6 +25,9 @@ pub enum TryRecvError {
     /// Every broker handle is gone and the queue is drained.
     #[error("the broker is gone and every queued message has been received")]
     Disconnected,
+    /// Disconnected for overflow, and the queue is drained.
+    #[error("disconnected for overflowing its queue (Overflow::Disconnect); every message queued before has been received")]
+    Overflowed,
 }
 
 /// Why [`Subscriber::recv_timeout`](crate::Subscriber::recv_timeout) returned no message.
@@ -29,6 +39,9 @@ pub enum RecvTimeoutError {
     /// Every broker handle is gone and the queue is drained.
     #[error("the broker is gone and every queued message has been received")]
     Disconnected,
+    /// Disconnected for overflow, and the queue is drained.
+    #[error("disconnected for overflowing its queue (Overflow::Disconnect); every message queued before has been received")]
+    Overflowed,
 }
 
 /// Why a `subscribe`, `psubscribe` or `ssubscribe` call did nothing.
@@ -43,29 +56,50 @@ pub enum SubscribeError {
     /// subscribe to any more.
     #[error("the broker is gone: keep a Broker handle alive while subscribing")]
     BrokerClosed,
+    /// The subscriber was disconnected for overflowing its queue
+    /// ([`Overflow::Disconnect`](crate::Overflow::Disconnect)); create a new one.
+    #[error("this subscriber was disconnected for overflowing its queue: create a new one")]
+    Overflowed,
 }
 
 /// Why an `unsubscribe`, `punsubscribe` or `sunsubscribe` call did nothing:
-/// every [`Broker`](crate::Broker) handle is gone, and with it every
-/// subscription.
+/// the subscriptions are already gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
-#[error("the broker is gone: its subscriptions went with it")]
-pub struct BrokerClosed;
+#[non_exhaustive]
+pub enum UnsubscribeError {
+    /// Every [`Broker`](crate::Broker) handle is gone, and with it every
+    /// subscription.
+    #[error("the broker is gone: its subscriptions went with it")]
+    BrokerClosed,
+    /// The subscriber was disconnected for overflowing its queue, which
+    /// removed every subscription.
+    #[error("this subscriber was disconnected for overflowing its queue: it holds nothing")]
+    Overflowed,
+}
 
 impl From<RecvError> for TryRecvError {
-    fn from(_: RecvError) -> Self {
-        TryRecvError::Disconnected
+    fn from(error: RecvError) -> Self {
+        match error {
+            RecvError::Disconnected => TryRecvError::Disconnected,
+            RecvError::Overflowed => TryRecvError::Overflowed,
+        }
     }
 }
 
 impl From<RecvError> for RecvTimeoutError {
-    fn from(_: RecvError) -> Self {
-        RecvTimeoutError::Disconnected
+    fn from(error: RecvError) -> Self {
+        match error {
+            RecvError::Disconnected => RecvTimeoutError::Disconnected,
+            RecvError::Overflowed => RecvTimeoutError::Overflowed,
+        }
     }
 }
 
-impl From<BrokerClosed> for SubscribeError {
-    fn from(_: BrokerClosed) -> Self {
-        SubscribeError::BrokerClosed
+impl From<UnsubscribeError> for SubscribeError {
+    fn from(error: UnsubscribeError) -> Self {
+        match error {
+            UnsubscribeError::BrokerClosed => SubscribeError::BrokerClosed,
+            UnsubscribeError::Overflowed => SubscribeError::Overflowed,
+        }
     }
 }

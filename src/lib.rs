@@ -141,9 +141,9 @@
 //!
 //! Subscribers do not keep the broker alive. When the last [`Broker`] handle
 //! is dropped, each subscriber still receives everything already queued, and
-//! then `recv` returns [`RecvError`] (and `iter` ends) instead of blocking
+//! then `recv` returns [`RecvError::Disconnected`] (and `iter` ends) instead of blocking
 //! forever; (un)subscribe calls return [`SubscribeError::BrokerClosed`] /
-//! [`BrokerClosed`]. Dropping a [`Subscriber`] removes all its subscriptions
+//! [`UnsubscribeError::BrokerClosed`]. Dropping a [`Subscriber`] removes all its subscriptions
 //! silently; channels and patterns left with no subscriber disappear.
 //!
 //! A thread that both publishes and receives holds a `Broker` clone of its
@@ -162,7 +162,7 @@
 //!
 //! assert_eq!(sub.recv()?.kind(), "subscribe");
 //! assert_eq!(sub.recv()?.payload().unwrap(), "last words");
-//! assert_eq!(sub.recv(), Err(RecvError));
+//! assert_eq!(sub.recv(), Err(RecvError::Disconnected));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -198,6 +198,7 @@ mod broker;
 mod dispatch;
 mod error;
 mod glob;
+mod limits;
 mod message;
 mod name;
 mod registry;
@@ -206,8 +207,9 @@ mod trie;
 
 pub use broker::Broker;
 pub use dispatch::Dispatcher;
-pub use error::{BrokerClosed, RecvError, RecvTimeoutError, SubscribeError, TryRecvError};
+pub use error::{RecvError, RecvTimeoutError, SubscribeError, TryRecvError, UnsubscribeError};
 pub use glob::{glob_match, Glob};
+pub use limits::{BrokerStats, Overflow, SubscriberBuilder, SubscriberStats};
 pub use message::{Message, Source};
 pub use name::Name;
 pub use subscriber::{Iter, Subscriber, TryIter};

@@ -89,6 +89,14 @@ pub enum Message<P = bytes::Bytes> {
         /// Shard channels still held.
         count: usize,
     },
+    /// Deliveries this subscriber lost to its [overflow
+    /// policy](crate::Overflow), reported in the stream at the place where
+    /// they are missing. Only bounded subscribers receive it; Redis has no
+    /// counterpart (it drops silently).
+    Lagged {
+        /// How many deliveries are missing at this point of the stream.
+        missed: u64,
+    },
 }
 
 /// Where a delivered message came from: the key a callback table is
@@ -110,7 +118,8 @@ pub enum Source {
 impl<P> Message<P> {
     /// The Redis word for this item: `"message"`, `"pmessage"`, `"smessage"`,
     /// `"subscribe"`, `"unsubscribe"`, `"psubscribe"`, `"punsubscribe"`,
-    /// `"ssubscribe"` or `"sunsubscribe"`.
+    /// `"ssubscribe"`, `"sunsubscribe"`, or `"lagged"` for a [`Message::Lagged`]
+    /// loss report.
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Message { .. } => "message",
@@ -122,6 +131,7 @@ impl<P> Message<P> {
             Message::PUnsubscribe { .. } => "punsubscribe",
             Message::SSubscribe { .. } => "ssubscribe",
             Message::SUnsubscribe { .. } => "sunsubscribe",
+            Message::Lagged { .. } => "lagged",
         }
     }
 
@@ -147,7 +157,9 @@ impl<P> Message<P> {
             Message::Unsubscribe { channel, .. } | Message::SUnsubscribe { channel, .. } => {
                 channel.as_ref()
             }
-            Message::PSubscribe { .. } | Message::PUnsubscribe { .. } => None,
+            Message::PSubscribe { .. } | Message::PUnsubscribe { .. } | Message::Lagged { .. } => {
+                None
+            }
         }
     }
 

@@ -28,11 +28,14 @@ use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 use smallvec::SmallVec;
 
+use crate::limits::{BrokerStats, Limiter, Offer};
+use crate::subscriber::Held;
 use crate::trie::{PatternKey, PatternTrie};
 use crate::{Glob, Message, Name};
 
@@ -44,11 +47,58 @@ pub(crate) type FastSet<K> = std::collections::HashSet<K, Hasher>;
 /// Identifies a subscriber inside the broker (never reused).
 pub(crate) type SubId = u64;
 
-/// The subscribers of one channel or pattern, as their queues' sending
-/// halves (a subscriber is found again by `Sender::same_channel`, so no id
-/// is stored per subscription). Most names have one or two subscribers, so
-/// the first lives inline.
-type Endpoints<P> = SmallVec<[Sender<Message<P>>; 1]>;
+/// A subscriber's place in a channel's or pattern's list: its queue's
+/// sending half and, for a bounded subscriber, its limiter. A subscriber is
+/// found again by `Sender::same_channel`, so no id is stored per
+/// subscription.
+pub(crate) struct Endpoint<P> {
+    pub(crate) tx: Sender<Message<P>>,
+    pub(crate) limiter: Option<Arc<Limiter<P>>>,
+}
+
+impl<P> Clone for Endpoint<P> {
+    fn clone(&self) -> Self {
+        Endpoint {
+            tx: self.tx.clone(),
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+impl<P> Endpoint<P> {
+    /// Queues a delivery, through the limiter when the subscriber is bounded.
+    fn offer(&self, message: Message<P>) -> Offer {
+        match &self.limiter {
+            None => {
+                let _ = self.tx.send(message);
+                Offer::Queued
+            }
+            Some(limiter) => limiter.offer(&self.tx, message),
+        }
+    }
+}
+
+/// The subscribers of one channel or pattern. Most names have one or two,
+/// so the first lives inline.
+type Endpoints<P> = SmallVec<[Endpoint<P>; 1]>;
+
+/// Running totals for `Broker::stats`, kept per shard and written only under
+/// the shard's lock (a load and a store, no read-modify-write), so counting
+/// costs publishers no contended atomics.
+#[derive(Default)]
+struct ShardStats {
+    published: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl ShardStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Which of the two channel namespaces a shard map serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +111,12 @@ pub(crate) enum Space {
 
 /// One stripe of the channel maps. Channels hash to a stripe, so publishers
 /// on different channels rarely touch the same lock.
+// `shard_channels` is Redis's name for the namespace, not this struct's.
+#[allow(clippy::struct_field_names)]
 struct Shard<P> {
     channels: FastMap<Name, Endpoints<P>>,
     shard_channels: FastMap<Name, Endpoints<P>>,
+    stats: ShardStats,
 }
 
 impl<P> Shard<P> {
@@ -122,10 +175,12 @@ pub(crate) struct Registry<P> {
     /// The number of distinct live patterns, readable without the lock, so a
     /// publish skips the pattern table entirely when there are none.
     pattern_count: AtomicUsize,
-    /// Each live subscriber's sending half, for its confirmations. Owned
-    /// here so that dropping the last broker handle drops every sender and
+    /// Each live subscriber's endpoint, for its confirmations. Owned here so
+    /// that dropping the last broker handle drops every sender and
     /// subscribers see "disconnected" once drained.
-    endpoints: Mutex<FastMap<SubId, Sender<Message<P>>>>,
+    endpoints: Mutex<FastMap<SubId, Endpoint<P>>>,
+    /// Subscribers evicted by `Overflow::Disconnect` (rare: one atomic).
+    evicted: AtomicU64,
     next_id: AtomicU64,
     hasher: Hasher,
 }
@@ -153,6 +208,7 @@ impl<P> Registry<P> {
                 Padded(Mutex::new(Shard {
                     channels: FastMap::default(),
                     shard_channels: FastMap::default(),
+                    stats: ShardStats::default(),
                 }))
             })
             .collect();
@@ -166,6 +222,7 @@ impl<P> Registry<P> {
             }),
             pattern_count: AtomicUsize::new(0),
             endpoints: Mutex::new(FastMap::default()),
+            evicted: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
             hasher: Hasher::default(),
         }
@@ -180,32 +237,32 @@ impl<P> Registry<P> {
 
     // ---- subscribers -------------------------------------------------------
 
-    /// Registers a new subscriber's sending half; returns its id.
-    pub(crate) fn register(&self, tx: Sender<Message<P>>) -> SubId {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.endpoints.lock().insert(id, tx);
-        id
+    /// A fresh subscriber id.
+    pub(crate) fn next_id(&self) -> SubId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The sending half of subscriber `id`, for queueing its confirmations.
-    pub(crate) fn sender(&self, id: SubId) -> Option<Sender<Message<P>>> {
+    /// Registers subscriber `id`'s endpoint.
+    pub(crate) fn register(&self, id: SubId, endpoint: Endpoint<P>) {
+        self.endpoints.lock().insert(id, endpoint);
+    }
+
+    /// Subscriber `id`'s endpoint, for its subscriptions and confirmations;
+    /// `None` once it is unregistered (dropped or evicted).
+    pub(crate) fn endpoint(&self, id: SubId) -> Option<Endpoint<P>> {
         self.endpoints.lock().get(&id).cloned()
-    }
-
-    /// Forgets subscriber `id` (its subscriptions must already be removed).
-    pub(crate) fn unregister(&self, id: SubId) {
-        self.endpoints.lock().remove(&id);
     }
 
     // ---- channels ----------------------------------------------------------
 
-    /// Adds the subscriber that owns `tx` to channel `name` in `space` and
-    /// queues `confirmation`, atomically with respect to publishes on `name`.
+    /// Adds `endpoint`'s subscriber to channel `name` in `space` and queues
+    /// `confirmation`, atomically with respect to publishes on `name`.
+    /// Confirmations are never subject to a limit.
     pub(crate) fn add_channel(
         &self,
         space: Space,
         name: &Name,
-        tx: &Sender<Message<P>>,
+        endpoint: &Endpoint<P>,
         confirmation: Message<P>,
     ) {
         let mut shard = self.shard(name).lock();
@@ -213,9 +270,9 @@ impl<P> Registry<P> {
             .map_mut(space)
             .entry(name.clone())
             .or_default()
-            .push(tx.clone());
+            .push(endpoint.clone());
         // Under the lock: no delivery on `name` can overtake it.
-        let _ = tx.send(confirmation);
+        let _ = endpoint.tx.send(confirmation);
     }
 
     /// Removes the subscriber that owns `tx` from channel `name` in `space`
@@ -244,13 +301,13 @@ impl<P> Registry<P> {
 
     // ---- patterns ----------------------------------------------------------
 
-    /// Adds the subscriber that owns `tx` to `pattern` (creating the
-    /// pattern's entry if it is new) and queues `confirmation`, atomically
-    /// with respect to every publish.
+    /// Adds `endpoint`'s subscriber to `pattern` (creating the pattern's
+    /// entry if it is new) and queues `confirmation`, atomically with respect
+    /// to every publish.
     pub(crate) fn add_pattern(
         &self,
         pattern: &Name,
-        tx: &Sender<Message<P>>,
+        endpoint: &Endpoint<P>,
         confirmation: Message<P>,
     ) {
         let mut table = self.patterns.write();
@@ -279,8 +336,8 @@ impl<P> Registry<P> {
             }
         };
         let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
-        entry.subscribers.push(tx.clone());
-        let _ = tx.send(confirmation);
+        entry.subscribers.push(endpoint.clone());
+        let _ = endpoint.tx.send(confirmation);
     }
 
     /// Removes the subscriber that owns `tx` from `pattern` (dropping the
@@ -312,6 +369,47 @@ impl<P> Registry<P> {
         }
     }
 
+    /// Removes every subscription in `held` (silently) and unregisters
+    /// subscriber `id`: what dropping a subscriber and evicting it for
+    /// overflow both do.
+    pub(crate) fn forget(&self, id: SubId, tx: &Sender<Message<P>>, held: &mut Held) {
+        for name in held.channels.drain() {
+            self.remove_channel(Space::Channel, &name, tx, None);
+        }
+        for name in held.shards.drain() {
+            self.remove_channel(Space::Shard, &name, tx, None);
+        }
+        for name in held.patterns.drain() {
+            self.remove_pattern(&name, tx, None);
+        }
+        *held = Held::default();
+        self.endpoints.lock().remove(&id);
+    }
+
+    /// Evicts a bounded subscriber that overflowed under
+    /// `Overflow::Disconnect`. Called with no lock held.
+    fn evict(&self, endpoint: &Endpoint<P>) {
+        let Some(limiter) = &endpoint.limiter else {
+            return;
+        };
+        let mut held = limiter.held.lock();
+        self.forget(limiter.id, &endpoint.tx, &mut held);
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The broker-wide counters.
+    pub(crate) fn stats(&self) -> BrokerStats {
+        let mut stats = BrokerStats::default();
+        for shard in &*self.shards {
+            let shard = shard.0.lock();
+            stats.published += shard.stats.published.load(Ordering::Relaxed);
+            stats.delivered += shard.stats.delivered.load(Ordering::Relaxed);
+            stats.dropped += shard.stats.dropped.load(Ordering::Relaxed);
+        }
+        stats.disconnected = self.evicted.load(Ordering::Relaxed);
+        stats
+    }
+
     /// The number of distinct live patterns.
     pub(crate) fn numpat(&self) -> usize {
         self.pattern_count.load(Ordering::Acquire)
@@ -339,7 +437,7 @@ impl<P: Clone> Registry<P> {
             }
             .expect("only the last delivery takes the payload")
         };
-        let mut delivered = 0;
+        let mut tally = Tally::default();
         // The channel's `Name`: taken from the map when the channel has
         // exact subscribers, built at most once otherwise.
         let mut name: Option<Name> = None;
@@ -347,12 +445,12 @@ impl<P: Clone> Registry<P> {
             for (at, endpoint) in endpoints.iter().enumerate() {
                 let payload = hand_out(!check_patterns && at + 1 == endpoints.len());
                 let channel = key.clone();
-                let _ = endpoint.send(match space {
+                let message = match space {
                     Space::Channel => Message::Message { channel, payload },
                     Space::Shard => Message::SMessage { channel, payload },
-                });
+                };
+                tally.count(endpoint, endpoint.offer(message));
             }
-            delivered += endpoints.len();
             name = Some(key.clone());
         }
         if check_patterns {
@@ -366,19 +464,25 @@ impl<P: Clone> Registry<P> {
                 let channel_name = name.get_or_insert_with(|| Name::from(channel));
                 for (at, endpoint) in entry.subscribers.iter().enumerate() {
                     let last = nth + 1 == matched.len() && at + 1 == entry.subscribers.len();
-                    let _ = endpoint.send(Message::PMessage {
+                    let message = Message::PMessage {
                         pattern: entry.name.clone(),
                         channel: channel_name.clone(),
                         payload: hand_out(last),
-                    });
+                    };
+                    tally.count(endpoint, endpoint.offer(message));
                 }
-                delivered += entry.subscribers.len();
             }
         }
+        ShardStats::add(&shard.stats.published, 1);
+        ShardStats::add(&shard.stats.delivered, tally.queued);
+        ShardStats::add(&shard.stats.dropped, tally.dropped);
         // Hold the shard lock to the end: the next publish on this channel
         // must not start delivering before this one has finished.
         drop(shard);
-        delivered
+        for endpoint in &tally.evict {
+            self.evict(endpoint);
+        }
+        tally.counted
     }
 
     // ---- introspection -----------------------------------------------------
@@ -450,10 +554,54 @@ impl<K: std::hash::Hash + Eq> Sparse for FastSet<K> {
     }
 }
 
+/// What one publish did, endpoint by endpoint.
+struct Tally<P> {
+    /// Redis's count: every subscriber the message was offered to, queued
+    /// or dropped by its policy.
+    counted: usize,
+    queued: u64,
+    dropped: u64,
+    /// Subscribers that overflowed under `Overflow::Disconnect`, evicted
+    /// once the shard lock is released.
+    evict: SmallVec<[Endpoint<P>; 1]>,
+}
+
+impl<P> Default for Tally<P> {
+    fn default() -> Self {
+        Tally {
+            counted: 0,
+            queued: 0,
+            dropped: 0,
+            evict: SmallVec::new(),
+        }
+    }
+}
+
+impl<P> Tally<P> {
+    fn count(&mut self, endpoint: &Endpoint<P>, offer: Offer) {
+        match offer {
+            Offer::Queued => {
+                self.counted += 1;
+                self.queued += 1;
+            }
+            Offer::Dropped => {
+                self.counted += 1;
+                self.dropped += 1;
+            }
+            Offer::Evict => {
+                self.counted += 1;
+                self.dropped += 1;
+                self.evict.push(endpoint.clone());
+            }
+            Offer::Gone => {}
+        }
+    }
+}
+
 fn remove_endpoint<P>(endpoints: &mut Endpoints<P>, tx: &Sender<Message<P>>) {
     if let Some(at) = endpoints
         .iter()
-        .position(|endpoint| endpoint.same_channel(tx))
+        .position(|endpoint| endpoint.tx.same_channel(tx))
     {
         endpoints.swap_remove(at);
     }

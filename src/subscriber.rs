@@ -1,15 +1,17 @@
 //! `Subscriber`: one consumer's subscriptions and its queue of messages.
 
 use std::fmt;
-use std::sync::Weak;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Select, Sender};
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
-use crate::error::{BrokerClosed, RecvError, RecvTimeoutError, SubscribeError, TryRecvError};
-use crate::registry::{shrink_when_sparse, FastSet, Registry, Space, SubId};
+use crate::error::{RecvError, RecvTimeoutError, SubscribeError, TryRecvError, UnsubscribeError};
+use crate::limits::{Limiter, Overflow, SubscriberStats};
+use crate::registry::{shrink_when_sparse, Endpoint, FastSet, Registry, Space, SubId};
 use crate::{Message, Name};
 
 /// One consumer of messages: the in-process twin of a Redis connection in
@@ -52,8 +54,13 @@ pub struct Subscriber<P = bytes::Bytes> {
     registry: Weak<Registry<P>>,
     /// What this subscriber holds. Locked for the whole of a (un)subscribe
     /// call so that the counts in its confirmations are consecutive even
-    /// when several threads change the subscriptions at once.
-    held: Mutex<Held>,
+    /// when several threads change the subscriptions at once. Shared with
+    /// the limiter, so that an overflow eviction can remove the names.
+    held: Arc<Mutex<Held>>,
+    /// The capacity and overflow policy; `None` when unbounded.
+    limiter: Option<Arc<Limiter<P>>>,
+    /// Items taken out of the queue, for `stats`.
+    received: AtomicU64,
 }
 
 /// The three namespaces a subscriber can hold names in.
@@ -102,10 +109,10 @@ impl Family {
 
 /// A subscriber's names in each namespace.
 #[derive(Default)]
-struct Held {
-    channels: FastSet<Name>,
-    patterns: FastSet<Name>,
-    shards: FastSet<Name>,
+pub(crate) struct Held {
+    pub(crate) channels: FastSet<Name>,
+    pub(crate) patterns: FastSet<Name>,
+    pub(crate) shards: FastSet<Name>,
 }
 
 impl Held {
@@ -136,11 +143,11 @@ impl Held {
 }
 
 impl<P> Registry<P> {
-    fn add(&self, family: Family, name: &Name, tx: &Sender<Message<P>>, confirm: Message<P>) {
+    fn add(&self, family: Family, name: &Name, endpoint: &Endpoint<P>, confirm: Message<P>) {
         match family {
-            Family::Channel => self.add_channel(Space::Channel, name, tx, confirm),
-            Family::Shard => self.add_channel(Space::Shard, name, tx, confirm),
-            Family::Pattern => self.add_pattern(name, tx, confirm),
+            Family::Channel => self.add_channel(Space::Channel, name, endpoint, confirm),
+            Family::Shard => self.add_channel(Space::Shard, name, endpoint, confirm),
+            Family::Pattern => self.add_pattern(name, endpoint, confirm),
         }
     }
 
@@ -160,14 +167,33 @@ impl<P> Registry<P> {
 }
 
 impl<P: Clone + Send + 'static> Subscriber<P> {
-    pub(crate) fn new(registry: &std::sync::Arc<Registry<P>>) -> Self {
+    pub(crate) fn new(registry: &Arc<Registry<P>>, bound: Option<(usize, Overflow)>) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let id = registry.register(tx);
+        let id = registry.next_id();
+        let held = Arc::new(Mutex::new(Held::default()));
+        let limiter = bound.map(|(capacity, policy)| {
+            Arc::new(Limiter::new(
+                id,
+                capacity,
+                policy,
+                rx.clone(),
+                Arc::clone(&held),
+            ))
+        });
+        registry.register(
+            id,
+            Endpoint {
+                tx,
+                limiter: limiter.clone(),
+            },
+        );
         Subscriber {
             id,
             rx,
-            registry: std::sync::Arc::downgrade(registry),
-            held: Mutex::new(Held::default()),
+            registry: Arc::downgrade(registry),
+            held,
+            limiter,
+            received: AtomicU64::new(0),
         }
     }
 
@@ -183,7 +209,9 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     ///
     /// [`SubscribeError::NoNames`] when `channels` is empty (Redis: wrong
     /// number of arguments); [`SubscribeError::BrokerClosed`] when every
-    /// broker handle is gone. In both cases nothing is queued.
+    /// broker handle is gone; [`SubscribeError::Overflowed`] after this
+    /// subscriber was evicted by [`Overflow::Disconnect`](crate::Overflow::Disconnect).
+    /// In every case nothing is queued.
     ///
     /// ```
     /// # use channelcast::{Broker, Message, SubscribeError};
@@ -255,9 +283,10 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     ///
     /// # Errors
     ///
-    /// [`BrokerClosed`] when every broker handle is gone (the subscriptions
-    /// are gone with it).
-    pub fn unsubscribe<I>(&self, channels: I) -> Result<usize, BrokerClosed>
+    /// [`UnsubscribeError::BrokerClosed`] when every broker handle is gone,
+    /// [`UnsubscribeError::Overflowed`] after an overflow eviction (the
+    /// subscriptions are gone either way).
+    pub fn unsubscribe<I>(&self, channels: I) -> Result<usize, UnsubscribeError>
     where
         I: IntoIterator,
         I::Item: Into<Name>,
@@ -270,7 +299,7 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     ///
     /// # Errors
     ///
-    /// [`BrokerClosed`] when every broker handle is gone.
+    /// As for [`unsubscribe`](Subscriber::unsubscribe).
     ///
     /// ```
     /// # use channelcast::{Broker, Message};
@@ -282,7 +311,7 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     /// // Nothing was held: one confirmation with no name, counting the pattern.
     /// assert_eq!(sub.recv().unwrap(), Message::Unsubscribe { channel: None, count: 1 });
     /// ```
-    pub fn unsubscribe_all(&self) -> Result<usize, BrokerClosed> {
+    pub fn unsubscribe_all(&self) -> Result<usize, UnsubscribeError> {
         self.unsubscribe_in(Family::Channel, std::iter::empty::<Name>())
     }
 
@@ -292,8 +321,8 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     ///
     /// # Errors
     ///
-    /// [`BrokerClosed`] when every broker handle is gone.
-    pub fn punsubscribe<I>(&self, patterns: I) -> Result<usize, BrokerClosed>
+    /// As for [`unsubscribe`](Subscriber::unsubscribe).
+    pub fn punsubscribe<I>(&self, patterns: I) -> Result<usize, UnsubscribeError>
     where
         I: IntoIterator,
         I::Item: Into<Name>,
@@ -306,8 +335,8 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     ///
     /// # Errors
     ///
-    /// [`BrokerClosed`] when every broker handle is gone.
-    pub fn punsubscribe_all(&self) -> Result<usize, BrokerClosed> {
+    /// As for [`unsubscribe`](Subscriber::unsubscribe).
+    pub fn punsubscribe_all(&self) -> Result<usize, UnsubscribeError> {
         self.unsubscribe_in(Family::Pattern, std::iter::empty::<Name>())
     }
 
@@ -317,8 +346,8 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     ///
     /// # Errors
     ///
-    /// [`BrokerClosed`] when every broker handle is gone.
-    pub fn sunsubscribe<I>(&self, channels: I) -> Result<usize, BrokerClosed>
+    /// As for [`unsubscribe`](Subscriber::unsubscribe).
+    pub fn sunsubscribe<I>(&self, channels: I) -> Result<usize, UnsubscribeError>
     where
         I: IntoIterator,
         I::Item: Into<Name>,
@@ -331,8 +360,8 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     ///
     /// # Errors
     ///
-    /// [`BrokerClosed`] when every broker handle is gone.
-    pub fn sunsubscribe_all(&self) -> Result<usize, BrokerClosed> {
+    /// As for [`unsubscribe`](Subscriber::unsubscribe).
+    pub fn sunsubscribe_all(&self) -> Result<usize, UnsubscribeError> {
         self.unsubscribe_in(Family::Shard, std::iter::empty::<Name>())
     }
 
@@ -345,29 +374,26 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         if names.is_empty() {
             return Err(SubscribeError::NoNames);
         }
-        let registry = self.registry.upgrade().ok_or(BrokerClosed)?;
-        let tx = registry.sender(self.id).ok_or(BrokerClosed)?;
-        let mut held = self.held.lock();
+        let (registry, mut held, endpoint) = self.open()?;
         for name in names {
             let newly = held.set(family).insert(name.clone());
             let confirmation = family.subscribed(name.clone(), held.count(family));
             if newly {
-                registry.add(family, &name, &tx, confirmation);
+                registry.add(family, &name, &endpoint, confirmation);
             } else {
-                let _ = tx.send(confirmation);
+                let _ = endpoint.tx.send(confirmation);
             }
         }
         Ok(held.count(family))
     }
 
-    fn unsubscribe_in<I>(&self, family: Family, names: I) -> Result<usize, BrokerClosed>
+    fn unsubscribe_in<I>(&self, family: Family, names: I) -> Result<usize, UnsubscribeError>
     where
         I: IntoIterator,
         I::Item: Into<Name>,
     {
-        let registry = self.registry.upgrade().ok_or(BrokerClosed)?;
-        let tx = registry.sender(self.id).ok_or(BrokerClosed)?;
-        let mut held = self.held.lock();
+        let (registry, mut held, endpoint) = self.open()?;
+        let tx = &endpoint.tx;
         let mut names: Vec<Name> = names.into_iter().map(Into::into).collect();
         if names.is_empty() {
             names = held.in_order(family);
@@ -380,13 +406,39 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
             let was_held = held.set(family).remove(&name);
             let confirmation = family.unsubscribed(Some(name.clone()), held.count(family));
             if was_held {
-                registry.remove(family, &name, &tx, Some(confirmation));
+                registry.remove(family, &name, tx, Some(confirmation));
             } else {
                 let _ = tx.send(confirmation);
             }
         }
         shrink_when_sparse(held.set(family));
         Ok(held.count(family))
+    }
+
+    /// The broker, this subscriber's names (locked) and its endpoint, for a
+    /// (un)subscribe call.
+    #[allow(clippy::type_complexity)]
+    fn open(
+        &self,
+    ) -> Result<
+        (
+            Arc<Registry<P>>,
+            parking_lot::MutexGuard<'_, Held>,
+            Endpoint<P>,
+        ),
+        UnsubscribeError,
+    > {
+        let registry = self
+            .registry
+            .upgrade()
+            .ok_or(UnsubscribeError::BrokerClosed)?;
+        let held = self.held.lock();
+        // Looked up under `held`: an eviction unregisters the endpoint while
+        // holding it, so a missing endpoint here means evicted.
+        let endpoint = registry
+            .endpoint(self.id)
+            .ok_or(UnsubscribeError::Overflowed)?;
+        Ok((registry, held, endpoint))
     }
 }
 
@@ -395,10 +447,21 @@ impl<P> Subscriber<P> {
     ///
     /// # Errors
     ///
-    /// [`RecvError`] once every [`Broker`](crate::Broker) handle is gone
-    /// *and* everything queued before that has been received.
+    /// [`RecvError::Disconnected`] once every [`Broker`](crate::Broker)
+    /// handle is gone *and* everything queued before that has been received;
+    /// [`RecvError::Overflowed`] likewise after an eviction by
+    /// [`Overflow::Disconnect`](crate::Overflow::Disconnect).
     pub fn recv(&self) -> Result<Message<P>, RecvError> {
-        self.rx.recv().map_err(|_| RecvError)
+        if self.limiter.is_none() {
+            // The unbounded fast path: the queue is all there is.
+            let message = self.rx.recv().map_err(|_| RecvError::Disconnected)?;
+            self.received.fetch_add(1, Ordering::Relaxed);
+            return Ok(message);
+        }
+        self.take(Wait::Forever).map_err(|failure| match failure {
+            Failure::Overflowed => RecvError::Overflowed,
+            _ => RecvError::Disconnected,
+        })
     }
 
     /// Returns the next message if one is queued, without blocking.
@@ -406,11 +469,13 @@ impl<P> Subscriber<P> {
     /// # Errors
     ///
     /// [`TryRecvError::Empty`] when nothing is queued,
-    /// [`TryRecvError::Disconnected`] when nothing ever will be.
+    /// [`TryRecvError::Disconnected`] or [`TryRecvError::Overflowed`] when
+    /// nothing ever will be.
     pub fn try_recv(&self) -> Result<Message<P>, TryRecvError> {
-        self.rx.try_recv().map_err(|error| match error {
-            crossbeam_channel::TryRecvError::Empty => TryRecvError::Empty,
-            crossbeam_channel::TryRecvError::Disconnected => TryRecvError::Disconnected,
+        self.take(Wait::No).map_err(|failure| match failure {
+            Failure::Empty | Failure::Timeout => TryRecvError::Empty,
+            Failure::Disconnected => TryRecvError::Disconnected,
+            Failure::Overflowed => TryRecvError::Overflowed,
         })
     }
 
@@ -419,9 +484,10 @@ impl<P> Subscriber<P> {
     /// # Errors
     ///
     /// [`RecvTimeoutError::Timeout`] when nothing arrived in time,
-    /// [`RecvTimeoutError::Disconnected`] when nothing ever will.
+    /// [`RecvTimeoutError::Disconnected`] or [`RecvTimeoutError::Overflowed`]
+    /// when nothing ever will.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Message<P>, RecvTimeoutError> {
-        self.rx.recv_timeout(timeout).map_err(convert_timeout)
+        self.recv_deadline(Instant::now() + timeout)
     }
 
     /// Waits until `deadline` for the next message.
@@ -430,7 +496,102 @@ impl<P> Subscriber<P> {
     ///
     /// As for [`recv_timeout`](Subscriber::recv_timeout).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Message<P>, RecvTimeoutError> {
-        self.rx.recv_deadline(deadline).map_err(convert_timeout)
+        self.take(Wait::Until(deadline))
+            .map_err(|failure| match failure {
+                Failure::Empty | Failure::Timeout => RecvTimeoutError::Timeout,
+                Failure::Disconnected => RecvTimeoutError::Disconnected,
+                Failure::Overflowed => RecvTimeoutError::Overflowed,
+            })
+    }
+
+    /// The subscriber's counters: queued now, received so far, dropped by
+    /// its overflow policy.
+    ///
+    /// ```
+    /// use channelcast::{Broker, Overflow};
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber_builder().capacity(1).overflow(Overflow::DropNewest).build();
+    /// sub.subscribe(["c"]).unwrap();
+    /// sub.recv().unwrap();
+    /// broker.publish("c", "kept");
+    /// broker.publish("c", "dropped");
+    /// let stats = sub.stats();
+    /// assert_eq!((stats.queued, stats.received, stats.dropped), (1, 1, 1));
+    /// ```
+    pub fn stats(&self) -> SubscriberStats {
+        SubscriberStats {
+            queued: self.len(),
+            received: self.received.load(Ordering::Relaxed),
+            dropped: self.limiter.as_ref().map_or(0, |limiter| limiter.dropped()),
+        }
+    }
+
+    /// Takes the next item: from the front `DropOldest` set aside, the
+    /// queue, or a pending lag report, in that order.
+    fn take(&self, wait: Wait) -> Result<Message<P>, Failure> {
+        loop {
+            match self.poll() {
+                Ok(message) => {
+                    self.received.fetch_add(1, Ordering::Relaxed);
+                    if let Some(limiter) = &self.limiter {
+                        limiter.made_room();
+                    }
+                    return Ok(message);
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    let overflowed = self
+                        .limiter
+                        .as_ref()
+                        .is_some_and(|limiter| limiter.overflowed.load(Ordering::Acquire));
+                    return Err(if overflowed {
+                        Failure::Overflowed
+                    } else {
+                        Failure::Disconnected
+                    });
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+            // Wait until the queue has something (or disconnects), without
+            // taking it: the next `poll` takes it in the right order.
+            let mut select = Select::new();
+            select.recv(&self.rx);
+            match wait {
+                Wait::No => return Err(Failure::Empty),
+                Wait::Forever => {
+                    select.ready();
+                }
+                Wait::Until(deadline) => {
+                    if select.ready_deadline(deadline).is_err() {
+                        return Err(Failure::Timeout);
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll(&self) -> Result<Message<P>, crossbeam_channel::TryRecvError> {
+        let Some(limiter) = &self.limiter else {
+            return self.rx.try_recv();
+        };
+        let item = if limiter.policy == Overflow::DropOldest {
+            // Under the front lock, so a publisher dropping the oldest item
+            // cannot take it from under us and reorder the stream.
+            let mut front = limiter.front.lock();
+            match limiter.pop_front(&mut front) {
+                Some(item) => Ok(item),
+                None => self.rx.try_recv(),
+            }
+        } else {
+            self.rx.try_recv()
+        };
+        match item {
+            Err(empty_or_gone) => limiter
+                .take_unreported()
+                .map(|missed| Message::Lagged { missed })
+                .ok_or(empty_or_gone),
+            item => item,
+        }
     }
 
     /// A blocking iterator over messages; it ends when the broker is gone
@@ -444,22 +605,35 @@ impl<P> Subscriber<P> {
         TryIter { subscriber: self }
     }
 
-    /// The number of messages and confirmations waiting in the queue.
+    /// The number of messages, confirmations and lag reports waiting.
     pub fn len(&self) -> usize {
-        self.rx.len()
+        let front = self.limiter.as_ref().map_or(0, |limiter| {
+            if limiter.has_front() {
+                limiter.front.lock().len()
+            } else {
+                0
+            }
+        });
+        self.rx.len() + front
     }
 
-    /// Whether the queue is empty.
+    /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.len() == 0
     }
 
     /// The underlying crossbeam receiver, for waiting on this subscriber
     /// next to other channels with [`crossbeam_channel::select!`] or
     /// [`crossbeam_channel::Select`]. Receiving from it is the same as
-    /// calling [`recv`](Subscriber::recv); it disconnects when the broker is
-    /// gone. Keep the `Subscriber` alive while you use it: dropping the
-    /// subscriber removes its subscriptions.
+    /// calling [`recv`](Subscriber::recv) for an unbounded subscriber; it
+    /// disconnects when the broker is gone. Keep the `Subscriber` alive while
+    /// you use it: dropping the subscriber removes its subscriptions.
+    ///
+    /// A *bounded* subscriber may hold lag reports and (under
+    /// [`Overflow::DropOldest`]) confirmations outside this queue: use
+    /// [`Select::ready`](crossbeam_channel::Select::ready) on the receiver,
+    /// then this subscriber's [`try_recv`](Subscriber::try_recv), so that
+    /// nothing is skipped.
     ///
     /// ```
     /// use crossbeam_channel::{select, unbounded};
@@ -488,35 +662,39 @@ impl<P> Subscriber<P> {
     }
 }
 
-fn convert_timeout(error: crossbeam_channel::RecvTimeoutError) -> RecvTimeoutError {
-    match error {
-        crossbeam_channel::RecvTimeoutError::Timeout => RecvTimeoutError::Timeout,
-        crossbeam_channel::RecvTimeoutError::Disconnected => RecvTimeoutError::Disconnected,
-    }
-}
-
 impl<P> Drop for Subscriber<P> {
     /// Removes every subscription without confirmations, like a Redis client
     /// disconnecting; names left with no subscriber disappear.
     fn drop(&mut self) {
+        if let Some(limiter) = &self.limiter {
+            // First release any publisher waiting for room: it holds a shard
+            // lock the removals below need.
+            limiter.close();
+        }
         let Some(registry) = self.registry.upgrade() else {
             return;
         };
-        let Some(tx) = registry.sender(self.id) else {
-            return;
-        };
-        let held = self.held.get_mut();
-        for name in &held.channels {
-            registry.remove_channel(Space::Channel, name, &tx, None);
+        let mut held = self.held.lock();
+        if let Some(endpoint) = registry.endpoint(self.id) {
+            registry.forget(self.id, &endpoint.tx, &mut held);
         }
-        for name in &held.shards {
-            registry.remove_channel(Space::Shard, name, &tx, None);
-        }
-        for name in &held.patterns {
-            registry.remove_pattern(name, &tx, None);
-        }
-        registry.unregister(self.id);
     }
+}
+
+/// How long `Subscriber::take` may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+    No,
+    Forever,
+    Until(Instant),
+}
+
+/// Why `Subscriber::take` returned nothing.
+enum Failure {
+    Empty,
+    Timeout,
+    Disconnected,
+    Overflowed,
 }
 
 impl<P> fmt::Debug for Subscriber<P> {

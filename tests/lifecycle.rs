@@ -5,7 +5,7 @@ use std::thread;
 use std::time::Duration;
 
 use channelcast::{
-    Broker, BrokerClosed, Message, RecvError, RecvTimeoutError, SubscribeError, TryRecvError,
+    Broker, Message, RecvError, RecvTimeoutError, SubscribeError, TryRecvError, UnsubscribeError,
 };
 
 #[test]
@@ -72,7 +72,7 @@ fn dropping_the_last_broker_disconnects_after_the_queue_drains() {
     assert_eq!(sub.recv().unwrap().kind(), "subscribe");
     assert_eq!(sub.recv().unwrap().payload().unwrap(), "1");
     assert_eq!(sub.try_recv().unwrap().payload().unwrap(), "2");
-    assert_eq!(sub.recv(), Err(RecvError));
+    assert_eq!(sub.recv(), Err(RecvError::Disconnected));
     assert_eq!(sub.try_recv(), Err(TryRecvError::Disconnected));
     assert_eq!(
         sub.recv_timeout(Duration::from_millis(1)),
@@ -80,7 +80,7 @@ fn dropping_the_last_broker_disconnects_after_the_queue_drains() {
     );
     assert_eq!(sub.iter().count(), 0);
     assert_eq!(sub.subscribe(["c"]), Err(SubscribeError::BrokerClosed));
-    assert_eq!(sub.unsubscribe_all(), Err(BrokerClosed));
+    assert_eq!(sub.unsubscribe_all(), Err(UnsubscribeError::BrokerClosed));
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn a_blocked_recv_wakes_up_when_the_broker_goes() {
     let waiter = thread::spawn(move || sub.recv());
     thread::sleep(Duration::from_millis(20));
     drop(broker);
-    assert_eq!(waiter.join().unwrap(), Err(RecvError));
+    assert_eq!(waiter.join().unwrap(), Err(RecvError::Disconnected));
 }
 
 #[test]

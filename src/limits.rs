@@ -1,0 +1,386 @@
+//! Bounded subscribers: the capacity, what happens on overflow, and how a
+//! subscriber learns what it lost.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+
+use crate::registry::SubId;
+use crate::subscriber::Held;
+use crate::{Broker, Message, Subscriber};
+
+/// What a bounded subscriber does with a delivery that finds its queue full.
+///
+/// Set with [`SubscriberBuilder::overflow`]. Whatever the policy, a
+/// subscriber is told what it lost: dropped deliveries are reported in its
+/// stream as a [`Message::Lagged`] with the exact count, at the place where
+/// they are missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// The publisher waits until the subscriber makes room.
+    ///
+    /// **Deadlock hazard:** the waiting publisher holds its channel's lock,
+    /// so a subscriber whose own thread publishes to (or changes
+    /// subscriptions on) a channel that waits for it never wakes up. Prefer
+    /// [`Overflow::BlockFor`], which gives up after a while.
+    Block,
+    /// Like [`Overflow::Block`], but after waiting this long the delivery is
+    /// dropped and reported as lag, as with [`Overflow::DropNewest`].
+    BlockFor(Duration),
+    /// The new delivery is dropped; the queue keeps the older ones.
+    DropNewest,
+    /// The oldest queued delivery is dropped to make room (confirmations are
+    /// never dropped); the queue keeps the newest ones.
+    DropOldest,
+    /// Redis's behaviour (`client-output-buffer-limit pubsub`): the
+    /// subscriber is unsubscribed from everything, and once it has received
+    /// what it had queued, `recv` returns
+    /// [`RecvError::Overflowed`](crate::RecvError::Overflowed).
+    Disconnect,
+}
+
+/// Creates a [`Subscriber`] with a bounded queue; from
+/// [`Broker::subscriber_builder`].
+///
+/// Without [`capacity`](SubscriberBuilder::capacity), the subscriber is
+/// unbounded, as [`Broker::subscriber`] makes them.
+///
+/// ```
+/// use channelcast::{Broker, Message, Overflow};
+///
+/// let broker = Broker::new();
+/// let sub = broker
+///     .subscriber_builder()
+///     .capacity(2)
+///     .overflow(Overflow::DropNewest)
+///     .build();
+/// sub.subscribe(["ticks"]).unwrap();
+/// sub.recv().unwrap(); // the confirmation
+///
+/// for i in 0..5 {
+///     broker.publish("ticks", i.to_string());
+/// }
+/// let got: Vec<_> = sub.try_iter().collect();
+/// assert_eq!(got[0].payload_str(), Some("0"));
+/// assert_eq!(got[1].payload_str(), Some("1"));
+/// assert_eq!(got[2], Message::Lagged { missed: 3 }); // "2", "3", "4" were dropped
+/// ```
+#[must_use = "call build() to create the subscriber"]
+pub struct SubscriberBuilder<'a, P> {
+    broker: &'a Broker<P>,
+    capacity: Option<usize>,
+    overflow: Overflow,
+}
+
+impl<'a, P: Clone + Send + 'static> SubscriberBuilder<'a, P> {
+    pub(crate) fn new(broker: &'a Broker<P>) -> Self {
+        SubscriberBuilder {
+            broker,
+            capacity: None,
+            overflow: Overflow::DropNewest,
+        }
+    }
+
+    /// Bounds the queue to `messages` items (deliveries, confirmations and
+    /// lag reports alike). Memory stays proportional to what is queued: no
+    /// slot is allocated in advance.
+    ///
+    /// The bound is checked before each delivery, so publishers racing on
+    /// different channels may each add one item past it. A capacity of 0
+    /// makes every delivery overflow.
+    pub fn capacity(mut self, messages: usize) -> Self {
+        self.capacity = Some(messages);
+        self
+    }
+
+    /// What to do when a delivery finds the queue full; the default is
+    /// [`Overflow::DropNewest`]. Has no effect without a
+    /// [`capacity`](SubscriberBuilder::capacity).
+    pub fn overflow(mut self, policy: Overflow) -> Self {
+        self.overflow = policy;
+        self
+    }
+
+    /// Creates the subscriber.
+    pub fn build(self) -> Subscriber<P> {
+        Subscriber::new(
+            &self.broker.registry,
+            self.capacity.map(|c| (c, self.overflow)),
+        )
+    }
+}
+
+impl<P> fmt::Debug for SubscriberBuilder<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriberBuilder")
+            .field("capacity", &self.capacity)
+            .field("overflow", &self.overflow)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of one delivery offered to a bounded subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Queued.
+    Queued,
+    /// Dropped by the overflow policy (and counted as lag).
+    Dropped,
+    /// This delivery overflowed a `Disconnect` subscriber: the caller must
+    /// evict it once it holds no lock.
+    Evict,
+    /// The subscriber is already being evicted or dropped: not offered.
+    Gone,
+}
+
+/// The shared state of a bounded subscriber: held by each of its
+/// subscriptions (next to its `Sender`) and by the `Subscriber` itself.
+pub(crate) struct Limiter<P> {
+    pub(crate) id: SubId,
+    capacity: usize,
+    pub(crate) policy: Overflow,
+    /// The subscriber's queue, read here to measure it and, under
+    /// `DropOldest`, to take the oldest delivery out.
+    rx: Receiver<Message<P>>,
+    /// Deliveries dropped but not yet reported (`DropNewest`, `BlockFor`):
+    /// a `Lagged` goes into the queue ahead of the next delivery, or the
+    /// subscriber reports it itself when it finds its queue empty.
+    unreported: AtomicU64,
+    /// `DropOldest`: items taken off the head of the queue that must still
+    /// be received, in order (confirmations, and `Lagged` reports standing
+    /// for the dropped deliveries). Logically the front of the queue. The
+    /// subscriber receives under this lock too, so a pop cannot reorder.
+    pub(crate) front: Mutex<VecDeque<Message<P>>>,
+    front_len: AtomicUsize,
+    dropped: AtomicU64,
+    /// Set when the subscriber is evicted for overflow or is being dropped:
+    /// publishers stop offering to it (and stop waiting for room).
+    pub(crate) closed: AtomicBool,
+    /// Set only by an overflow eviction (`Disconnect`).
+    pub(crate) overflowed: AtomicBool,
+    /// `Block`/`BlockFor`: publishers waiting for room, and their wake-up.
+    waiting: AtomicUsize,
+    room_lock: Mutex<()>,
+    room: Condvar,
+    /// The subscriber's names, so that an overflow eviction, which runs on a
+    /// publisher's thread, can remove them.
+    pub(crate) held: Arc<Mutex<Held>>,
+}
+
+impl<P> Limiter<P> {
+    pub(crate) fn new(
+        id: SubId,
+        capacity: usize,
+        policy: Overflow,
+        rx: Receiver<Message<P>>,
+        held: Arc<Mutex<Held>>,
+    ) -> Self {
+        Limiter {
+            id,
+            capacity,
+            policy,
+            rx,
+            unreported: AtomicU64::new(0),
+            front: Mutex::new(VecDeque::new()),
+            front_len: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            overflowed: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            room_lock: Mutex::new(()),
+            room: Condvar::new(),
+            held,
+        }
+    }
+
+    /// Deliveries dropped so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Offers one delivery, applying the overflow policy when the queue is
+    /// full. Called with the channel's shard lock held.
+    pub(crate) fn offer(&self, tx: &Sender<Message<P>>, message: Message<P>) -> Offer {
+        if self.closed.load(Ordering::Acquire) {
+            if self.overflowed.load(Ordering::Acquire) {
+                // Overflowed but not evicted yet: like a Redis client marked
+                // to be closed, it still counts, and what it misses is lost.
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return Offer::Dropped;
+            }
+            return Offer::Gone;
+        }
+        if tx.len() >= self.capacity {
+            match self.policy {
+                Overflow::DropNewest => return self.drop_newest(tx),
+                Overflow::Block => {
+                    if !self.wait_for_room(tx, None) {
+                        return Offer::Gone;
+                    }
+                }
+                Overflow::BlockFor(patience) => {
+                    if !self.wait_for_room(tx, Some(Instant::now() + patience)) {
+                        return if self.closed.load(Ordering::Acquire) {
+                            Offer::Gone
+                        } else {
+                            self.drop_newest(tx)
+                        };
+                    }
+                }
+                Overflow::DropOldest => self.drop_oldest(),
+                Overflow::Disconnect => {
+                    self.overflowed.store(true, Ordering::Release);
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    return if self.closed.swap(true, Ordering::AcqRel) {
+                        Offer::Dropped
+                    } else {
+                        Offer::Evict
+                    };
+                }
+            }
+        }
+        self.report_lag(tx);
+        let _ = tx.send(message);
+        Offer::Queued
+    }
+
+    fn drop_newest(&self, tx: &Sender<Message<P>>) -> Offer {
+        self.unreported.fetch_add(1, Ordering::AcqRel);
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if tx.is_empty() {
+            // Only with capacity 0: nothing queued will carry the report, and
+            // the subscriber may be asleep on an empty queue.
+            self.report_lag(tx);
+        }
+        Offer::Dropped
+    }
+
+    /// Queues a `Lagged` for every unreported drop, ahead of what follows.
+    fn report_lag(&self, tx: &Sender<Message<P>>) {
+        if self.unreported.load(Ordering::Acquire) > 0 {
+            let missed = self.unreported.swap(0, Ordering::AcqRel);
+            if missed > 0 {
+                let _ = tx.send(Message::Lagged { missed });
+            }
+        }
+    }
+
+    /// Takes unreported drops for the subscriber to report itself.
+    pub(crate) fn take_unreported(&self) -> Option<u64> {
+        if self.unreported.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        match self.unreported.swap(0, Ordering::AcqRel) {
+            0 => None,
+            missed => Some(missed),
+        }
+    }
+
+    /// Takes items off the head of the queue until one delivery is gone,
+    /// keeping everything else (in order) at the front.
+    fn drop_oldest(&self) {
+        let mut front = self.front.lock();
+        while let Ok(item) = self.rx.try_recv() {
+            if item.is_delivery() {
+                if let Some(Message::Lagged { missed }) = front.back_mut() {
+                    *missed += 1;
+                } else {
+                    front.push_back(Message::Lagged { missed: 1 });
+                }
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            front.push_back(item);
+        }
+        self.front_len.store(front.len(), Ordering::Release);
+    }
+
+    /// `DropOldest`: the next item from the front, if any.
+    pub(crate) fn pop_front(&self, front: &mut VecDeque<Message<P>>) -> Option<Message<P>> {
+        let item = front.pop_front();
+        self.front_len.store(front.len(), Ordering::Release);
+        item
+    }
+
+    /// Whether `DropOldest` left items at the front.
+    pub(crate) fn has_front(&self) -> bool {
+        self.front_len.load(Ordering::Acquire) > 0
+    }
+
+    /// Waits until the queue has room, the subscriber goes away or
+    /// `deadline` passes; returns whether there is room.
+    fn wait_for_room(&self, tx: &Sender<Message<P>>, deadline: Option<Instant>) -> bool {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut guard = self.room_lock.lock();
+        let room = loop {
+            if self.closed.load(Ordering::SeqCst) {
+                break false;
+            }
+            if tx.len() < self.capacity {
+                break true;
+            }
+            match deadline {
+                None => self.room.wait(&mut guard),
+                Some(deadline) => {
+                    if self.room.wait_until(&mut guard, deadline).timed_out() {
+                        break tx.len() < self.capacity;
+                    }
+                }
+            }
+        };
+        drop(guard);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        room
+    }
+
+    /// Called by the subscriber after taking an item: wakes a publisher
+    /// waiting for room.
+    pub(crate) fn made_room(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            let _guard = self.room_lock.lock();
+            self.room.notify_all();
+        }
+    }
+
+    /// Stops publishers from offering to this subscriber or waiting for it.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _guard = self.room_lock.lock();
+        self.room.notify_all();
+    }
+}
+
+/// Counters of a whole broker, from [`Broker::stats`]. Each is a running
+/// total since the broker was created, read without stopping publishers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct BrokerStats {
+    /// `publish` and `spublish` calls.
+    pub published: u64,
+    /// Deliveries queued for subscribers.
+    pub delivered: u64,
+    /// Deliveries dropped by bounded subscribers' overflow policies
+    /// (including the one that overflowed a `Disconnect` subscriber).
+    pub dropped: u64,
+    /// Subscribers evicted by [`Overflow::Disconnect`].
+    pub disconnected: u64,
+}
+
+/// Counters of one subscriber, from [`Subscriber::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct SubscriberStats {
+    /// Items waiting in the queue now.
+    pub queued: usize,
+    /// Items taken out of the queue so far (messages, confirmations and
+    /// lag reports).
+    pub received: u64,
+    /// Deliveries its overflow policy dropped (always 0 when unbounded).
+    pub dropped: u64,
+}
