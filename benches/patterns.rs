@@ -13,6 +13,10 @@
 //! (`*.<n>.error`) and `mixed` (random globs of letters, `*`, `?` and
 //! classes). K ∈ {0, 100, 10,000, 100,000}.
 //!
+//! `patterns/pathological/*`: publishes against patterns built to make a
+//! backtracking matcher explode (`*a` × 5,000; `*a` × 1,000 against 5,000
+//! `a`s; 100,000 patterns `*a*a*a*a*b<n>`).
+//!
 //! `psubscribe/100000/<shape>` times subscribing one subscriber to 100,000
 //! patterns, and before the groups run the bench prints the heap bytes each
 //! pattern costs (a counting allocator).
@@ -203,5 +207,45 @@ fn report_memory(shape: Shape, patterns: &[String]) {
     );
 }
 
-criterion_group!(benches, psubscribe_many, publish_vs_linear);
+/// Patterns built to hurt a backtracking matcher: the cost stays bounded
+/// (O(channel × live trie nodes)), never exponential.
+fn pathological(c: &mut Criterion) {
+    let mut group = c.benchmark_group("patterns/pathological");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10);
+    let cases: [(&str, Vec<String>, String); 3] = [
+        (
+            "star_a_x5000_beyond_nesting_limit",
+            vec!["*a".repeat(5_000)],
+            "a".repeat(5_000),
+        ),
+        (
+            "star_a_x1000_vs_5000_a",
+            vec!["*a".repeat(1_000)],
+            "a".repeat(5_000),
+        ),
+        (
+            "100000_x_star_a_star_a_star_a_star_a_star_b",
+            (0..100_000).map(|i| format!("*a*a*a*a*b{i}")).collect(),
+            "a".repeat(64) + "b7",
+        ),
+    ];
+    for (name, patterns, channel) in cases {
+        let broker = Broker::new();
+        let sub = broker.subscriber();
+        sub.psubscribe(&patterns).unwrap();
+        sub.try_iter().for_each(drop);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(broker.publish(black_box(channel.as_str()), "x"));
+                sub.try_iter().for_each(drop);
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, psubscribe_many, publish_vs_linear, pathological);
 criterion_main!(benches);

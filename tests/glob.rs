@@ -171,3 +171,25 @@ fn any_bytes_are_a_valid_pattern_and_channel() {
         }
     }
 }
+
+#[test]
+fn pathological_pattern_sets_finish() {
+    // Asserted only as "finishes" (and correct): the time is in the
+    // `patterns/pathological` benchmark.
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    sub.psubscribe(["*a".repeat(5_000)]).unwrap();
+    sub.psubscribe(["*a".repeat(1_000)]).unwrap();
+    let n = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        100_000
+    };
+    sub.psubscribe((0..n).map(|i| format!("*a*a*a*a*b{i}")))
+        .unwrap();
+    assert_eq!(broker.numpat(), n + 2);
+    // `*a` x 5,000 is beyond the nesting limit: it matches nothing.
+    assert_eq!(broker.publish("a".repeat(5_000), "x"), 1);
+    assert_eq!(broker.publish("a".repeat(64) + "b7", "x"), 1);
+    assert_eq!(broker.publish("ab".repeat(100), "x"), 0);
+}

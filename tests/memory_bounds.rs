@@ -1,0 +1,136 @@
+//! Tests that memory stays bounded under a subscriber that never reads, and
+//! returns to its baseline after heavy subscription churn, measured with a
+//! counting global allocator (live and peak bytes).
+
+// The counting allocator needs `unsafe impl GlobalAlloc`.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use channelcast::{Broker, Overflow};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(by: usize) {
+    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counters are only bookkeeping.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        grew(layout.size());
+        System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.dealloc(ptr, layout);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > layout.size() {
+            grew(new_size - layout.size());
+        } else {
+            LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Peak live bytes above `base` while `work` runs.
+fn peak_during(work: impl FnOnce()) -> usize {
+    let base = live();
+    PEAK.store(base, Ordering::Relaxed);
+    work();
+    PEAK.load(Ordering::Relaxed) - base
+}
+
+const MESSAGES: usize = if cfg!(miri) { 1_000 } else { 10_000_000 };
+const CYCLES: usize = if cfg!(miri) { 1_000 } else { 1_000_000 };
+
+// Everything in one test: the counters are global to the binary, and tests
+// running in parallel would disturb each other's figures.
+#[test]
+fn memory_is_bounded_by_capacity_and_returns_after_churn() {
+    // ---- a subscriber that never reads, 10 million messages ----
+    let payload = bytes::Bytes::from(vec![b'x'; 64]);
+    for policy in [Overflow::DropNewest, Overflow::DropOldest] {
+        let broker = Broker::new();
+        let silent = broker
+            .subscriber_builder()
+            .capacity(1_000)
+            .overflow(policy)
+            .build();
+        silent.subscribe(["firehose"]).unwrap();
+        let peak = peak_during(|| {
+            for _ in 0..MESSAGES {
+                broker.publish("firehose", payload.clone());
+            }
+        });
+        let stats = silent.stats();
+        eprintln!(
+            "{policy:?}: {MESSAGES} messages to a silent subscriber of capacity 1,000: \
+             peak +{peak} B, {} queued, {} dropped",
+            stats.queued, stats.dropped
+        );
+        assert!(stats.queued <= 1_002, "{stats:?}");
+        assert_eq!(
+            stats.dropped as usize,
+            MESSAGES + 1 - stats.queued.min(1_001)
+        );
+        // 1,000 queued messages of ~72 B in blocks of 31 slots, plus slack:
+        // a few hundred KiB, whatever the number of messages.
+        assert!(
+            peak < 512 * 1024,
+            "peak {peak} B grows with the messages sent"
+        );
+    }
+
+    // ---- 1,000,000 subscribe/unsubscribe cycles over distinct names ----
+    let broker = Broker::new();
+    let sub = broker.subscriber();
+    let watcher = broker.subscriber();
+    watcher.psubscribe(["churn:*"]).unwrap();
+    // Warm up thread-locals and the maps' first allocations.
+    sub.subscribe(["warm"]).unwrap();
+    sub.unsubscribe(["warm"]).unwrap();
+    sub.try_iter().for_each(drop);
+    let base = live();
+    let mut peak_delta = 0;
+    for i in 0..CYCLES {
+        let name = format!("churn:{i}");
+        sub.subscribe([name.as_str()]).unwrap();
+        if i % 2 == 0 {
+            sub.psubscribe([name.as_str()]).unwrap();
+            sub.punsubscribe([name.as_str()]).unwrap();
+        }
+        sub.unsubscribe([name.as_str()]).unwrap();
+        sub.try_iter().for_each(drop);
+        peak_delta = peak_delta.max(live().saturating_sub(base));
+    }
+    let after = live();
+    eprintln!(
+        "churn: {CYCLES} cycles, live bytes {base} -> {after} ({:+} B), peak +{peak_delta} B",
+        after as i64 - base as i64
+    );
+    assert!(
+        after <= base + 16 * 1024,
+        "churn left {} B behind",
+        after - base
+    );
+    assert!(broker.channels(None::<&str>).is_empty());
+    assert_eq!(broker.numpat(), 1);
+}
