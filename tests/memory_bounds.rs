@@ -123,8 +123,7 @@ fn memory_is_bounded_by_capacity_and_returns_after_churn() {
     }
     let after = live();
     eprintln!(
-        "churn: {CYCLES} cycles, live bytes {base} -> {after} ({:+} B), peak +{peak_delta} B",
-        after as i64 - base as i64
+        "churn: {CYCLES} cycles, live bytes {base} -> {after}, peak +{peak_delta} B"
     );
     assert!(
         after <= base + 16 * 1024,
