@@ -105,8 +105,11 @@
 //!    patterns) receive them in the same relative order, even when many
 //!    threads publish on C at once. This is what lets replicas that apply a
 //!    channel's updates converge.
-//! 5. **Silent subscribers cost memory, not progress.** Queues are unbounded:
-//!    a subscriber that never reads never blocks a publisher.
+//! 5. **Silent subscribers cost memory, not progress.** Queues are unbounded
+//!    by default: a subscriber that never reads never blocks a publisher.
+//!    Bounded subscribers choose their own trade-off (see
+//!    [Slow subscribers](#slow-subscribers)); only [`Overflow::Block`] can
+//!    make a publisher wait.
 //!
 //! Nothing is promised across channels: two subscribers may see publishes on
 //! *different* channels interleaved differently.
@@ -134,6 +137,108 @@
 //!     sub.try_iter().filter_map(|m| m.into_payload()).collect()
 //! };
 //! assert_eq!(seen(&a), seen(&b)); // same 400 messages, same order
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Slow subscribers
+//!
+//! By default a subscriber's queue is unbounded: a subscriber that stops
+//! reading costs memory, never progress. For anything else, create it with
+//! [`Broker::subscriber_builder`], a capacity and an [`Overflow`] policy.
+//! Whatever the policy, **loss is never silent**: the subscriber finds a
+//! [`Message::Lagged`] with the exact number of deliveries it missed, at the
+//! place in its stream where they are missing, and [`Subscriber::stats`] /
+//! [`Broker::stats`] count them. `publish` still counts a dropped delivery,
+//! as Redis counts the one that overflowed a client. The bound is checked
+//! before each delivery, so publishers racing on different channels may
+//! each add one item past it; memory stays proportional to what is queued.
+//!
+//! [`Overflow::DropNewest`] (the builder's default) keeps what is queued and
+//! drops what does not fit:
+//!
+//! ```
+//! use channelcast::{Broker, Message, Overflow};
+//!
+//! let broker = Broker::new();
+//! let sub = broker.subscriber_builder().capacity(2).overflow(Overflow::DropNewest).build();
+//! sub.subscribe(["prices"])?;
+//! sub.recv()?; // the confirmation
+//! for price in ["1", "2", "3", "4"] {
+//!     assert_eq!(broker.publish("prices", price), 1); // counted even when dropped
+//! }
+//! broker.publish("prices", "5"); // still full
+//! let seen: Vec<_> = sub.try_iter().map(|m| m.payload_str().map(str::to_owned).ok_or(m)).collect();
+//! assert_eq!(seen, [Ok("1".into()), Ok("2".into()), Err(Message::Lagged { missed: 3 })]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`Overflow::DropOldest`] keeps the newest (a ticker that only cares about
+//! the latest values); confirmations are never dropped:
+//!
+//! ```
+//! use channelcast::{Broker, Message, Overflow};
+//!
+//! let broker = Broker::new();
+//! let sub = broker.subscriber_builder().capacity(2).overflow(Overflow::DropOldest).build();
+//! sub.subscribe(["prices"])?;
+//! sub.recv()?;
+//! for price in ["1", "2", "3", "4"] {
+//!     broker.publish("prices", price);
+//! }
+//! assert_eq!(sub.recv()?, Message::Lagged { missed: 2 });
+//! assert_eq!(sub.recv()?.payload_str(), Some("3"));
+//! assert_eq!(sub.recv()?.payload_str(), Some("4"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`Overflow::Block`] makes the publisher wait for room, and
+//! [`Overflow::BlockFor`] waits at most a while, then drops and reports. A
+//! blocked publisher holds its channel's lock: a subscriber whose own thread
+//! publishes to, or (un)subscribes on, a channel waiting for it deadlocks
+//! under `Block`. `BlockFor` only stalls.
+//!
+//! ```
+//! use std::time::Duration;
+//! use channelcast::{Broker, Message, Overflow};
+//!
+//! let broker = Broker::new();
+//! let sub = broker.subscriber_builder().capacity(1).overflow(Overflow::Block).build();
+//! sub.subscribe(["jobs"])?;
+//! sub.recv()?;
+//! let publisher = {
+//!     let broker = broker.clone();
+//!     std::thread::spawn(move || (0..100).map(|i| broker.publish("jobs", i.to_string())).sum::<usize>())
+//! };
+//! let got: Vec<String> = (0..100).map(|_| sub.recv().unwrap().payload_str().unwrap().to_owned()).collect();
+//! assert_eq!(publisher.join().unwrap(), 100);
+//! assert_eq!(got, (0..100).map(|i| i.to_string()).collect::<Vec<_>>()); // nothing lost
+//!
+//! let impatient = broker.subscriber_builder().capacity(1)
+//!     .overflow(Overflow::BlockFor(Duration::from_millis(1))).build();
+//! impatient.subscribe(["slow"])?; // its unread confirmation fills the queue
+//! broker.publish("slow", "a"); // waits 1 ms, then gives up
+//! broker.publish("slow", "b"); // likewise
+//! assert_eq!(impatient.try_iter().last(), Some(Message::Lagged { missed: 2 }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`Overflow::Disconnect`] is Redis's `client-output-buffer-limit pubsub`:
+//! the subscriber is unsubscribed from everything, and after receiving what
+//! it had queued it gets [`RecvError::Overflowed`] — so at least it knows:
+//!
+//! ```
+//! use channelcast::{Broker, Overflow, RecvError};
+//!
+//! let broker = Broker::new();
+//! let sub = broker.subscriber_builder().capacity(2).overflow(Overflow::Disconnect).build();
+//! sub.subscribe(["feed"])?;
+//! for i in 0..3 {
+//!     broker.publish("feed", i.to_string()); // the third overflows
+//! }
+//! assert_eq!(broker.numsub(["feed"])[0].1, 0); // evicted at once
+//! assert_eq!(sub.iter().count(), 2); // the confirmation and "0"
+//! assert_eq!(sub.recv(), Err(RecvError::Overflowed));
+//! assert_eq!(broker.stats().disconnected, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -186,7 +291,12 @@
 //!   `ssubscribe`rs of the same name; there are no slots or cluster
 //!   redirections.
 //! - **Slow subscribers** are not disconnected at 32 MB as with Redis's
-//!   `client-output-buffer-limit pubsub`: queues are unbounded.
+//!   `client-output-buffer-limit pubsub`: queues are unbounded unless a
+//!   subscriber asks for a bound, and then it chooses what overflow means
+//!   and is told what it lost ([`Message::Lagged`]). The default stays
+//!   unbounded because in one process the memory is the application's own to
+//!   budget, a silent default limit would change behaviour under load, and
+//!   Redis's silent eviction is its most common pub/sub complaint.
 //! - **Zero names** in `subscribe` is [`SubscribeError::NoNames`], where Redis
 //!   answers "wrong number of arguments".
 //! - **Payloads** are any `Clone + Send` type, [`bytes::Bytes`] by default;

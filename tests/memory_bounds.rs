@@ -122,9 +122,7 @@ fn memory_is_bounded_by_capacity_and_returns_after_churn() {
         peak_delta = peak_delta.max(live().saturating_sub(base));
     }
     let after = live();
-    eprintln!(
-        "churn: {CYCLES} cycles, live bytes {base} -> {after}, peak +{peak_delta} B"
-    );
+    eprintln!("churn: {CYCLES} cycles, live bytes {base} -> {after}, peak +{peak_delta} B");
     assert!(
         after <= base + 16 * 1024,
         "churn left {} B behind",
