@@ -130,6 +130,9 @@ impl<P> fmt::Debug for SubscriberBuilder<'_, P> {
 pub(crate) enum Offer {
     /// Queued.
     Queued,
+    /// Queued, after pushing an older delivery out of the queue
+    /// (`DropOldest`).
+    Displaced,
     /// Dropped by the overflow policy (and counted as lag).
     Dropped,
     /// This delivery overflowed a `Disconnect` subscriber: the caller must
@@ -233,7 +236,13 @@ impl<P> Limiter<P> {
                         };
                     }
                 }
-                Overflow::DropOldest => self.drop_oldest(),
+                Overflow::DropOldest => {
+                    if self.drop_oldest() {
+                        self.report_lag(tx);
+                        let _ = tx.send(message);
+                        return Offer::Displaced;
+                    }
+                }
                 Overflow::Disconnect => {
                     self.overflowed.store(true, Ordering::Release);
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -284,7 +293,10 @@ impl<P> Limiter<P> {
 
     /// Takes items off the head of the queue until one delivery is gone,
     /// keeping everything else (in order) at the front.
-    fn drop_oldest(&self) {
+    /// Returns whether a delivery was dropped (the queue may hold only
+    /// confirmations).
+    fn drop_oldest(&self) -> bool {
+        let mut dropped = false;
         let mut front = self.front.lock();
         while let Ok(item) = self.rx.try_recv() {
             if item.is_delivery() {
@@ -294,11 +306,13 @@ impl<P> Limiter<P> {
                     front.push_back(Message::Lagged { missed: 1 });
                 }
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                dropped = true;
                 break;
             }
             front.push_back(item);
         }
         self.front_len.store(front.len(), Ordering::Release);
+        dropped
     }
 
     /// `DropOldest`: the next item from the front, if any.
@@ -363,10 +377,13 @@ impl<P> Limiter<P> {
 pub struct BrokerStats {
     /// `publish` and `spublish` calls.
     pub published: u64,
-    /// Deliveries queued for subscribers.
+    /// Deliveries queued for subscribers and not pushed out again by
+    /// [`Overflow::DropOldest`].
     pub delivered: u64,
-    /// Deliveries dropped by bounded subscribers' overflow policies
-    /// (including the one that overflowed a `Disconnect` subscriber).
+    /// Deliveries lost to bounded subscribers' overflow policies: never
+    /// queued (`DropNewest`, `BlockFor`, the one that overflowed a
+    /// `Disconnect` subscriber) or pushed out of a queue (`DropOldest`).
+    /// `delivered + dropped` is the sum of what `publish` returned.
     pub dropped: u64,
     /// Subscribers evicted by [`Overflow::Disconnect`].
     pub disconnected: u64,

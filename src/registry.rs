@@ -588,6 +588,12 @@ impl<P> Tally<P> {
                 self.counted += 1;
                 self.dropped += 1;
             }
+            Offer::Displaced => {
+                // The new delivery takes the place of an older one, which
+                // was counted as delivered when it was queued and is now lost.
+                self.counted += 1;
+                self.dropped += 1;
+            }
             Offer::Evict => {
                 self.counted += 1;
                 self.dropped += 1;
