@@ -38,6 +38,10 @@
 //!   channels, `10k_live_on_self`: the churning subscriber holds them itself.
 //!   Throughput counts cycles.
 //!
+//! - `single_thread/N` (N = 1, 100): one thread publishes 100 messages to N
+//!   subscribers, then drains every queue; the same four contenders as
+//!   `fanout`. No thread hand-off, so these ratios are the steadiest.
+//!
 //! # Method
 //!
 //! The threaded scenarios run in rounds: a round starts when the publisher
@@ -419,5 +423,93 @@ fn churn(c: &mut Criterion) {
     assert_eq!(broker.channels(None::<&str>).len(), LIVE_CHANNELS);
 }
 
-criterion_group!(benches, one_to_one, fanout, publishers, churn);
+// ---- single thread -------------------------------------------------------------
+
+/// One thread publishes a batch of 100 messages to N subscribers, then drains
+/// every queue: the cost per delivery without any thread hand-off, so the
+/// ratios are not blurred by threads going to sleep and waking up.
+fn single_thread(c: &mut Criterion) {
+    const MESSAGES: usize = 100;
+    for n in [1, 100] {
+        let mut group = group(c, &format!("single_thread/{n}"));
+        group.throughput(elements(MESSAGES * n));
+        let payload = payload();
+
+        let broker = Broker::new();
+        let subs: Vec<Subscriber> = (0..n).map(|_| broker.subscriber()).collect();
+        for sub in &subs {
+            sub.subscribe([FANOUT_CHANNEL]).unwrap();
+            sub.recv().unwrap();
+        }
+        group.bench_function("channelcast", |b| {
+            b.iter(|| {
+                for _ in 0..MESSAGES {
+                    broker.publish(FANOUT_CHANNEL, payload.clone());
+                }
+                for sub in &subs {
+                    for _ in 0..MESSAGES {
+                        black_box(sub.try_recv().unwrap());
+                    }
+                }
+            });
+        });
+
+        let channels: Vec<(cb::Sender<Bytes>, cb::Receiver<Bytes>)> =
+            (0..n).map(|_| cb::unbounded()).collect();
+        group.bench_function("crossbeam_per_subscriber", |b| {
+            b.iter(|| {
+                for _ in 0..MESSAGES {
+                    for (tx, _) in &channels {
+                        tx.send(payload.clone()).unwrap();
+                    }
+                }
+                for (_, rx) in &channels {
+                    for _ in 0..MESSAGES {
+                        black_box(rx.try_recv().unwrap());
+                    }
+                }
+            });
+        });
+
+        let (tx, _keep) = tokio::sync::broadcast::channel::<Bytes>(MESSAGES);
+        let mut receivers: Vec<_> = (0..n).map(|_| tx.subscribe()).collect();
+        group.bench_function("tokio_broadcast", |b| {
+            b.iter(|| {
+                for _ in 0..MESSAGES {
+                    tx.send(payload.clone()).unwrap();
+                }
+                for rx in &mut receivers {
+                    for _ in 0..MESSAGES {
+                        black_box(rx.try_recv().unwrap());
+                    }
+                }
+            });
+        });
+
+        let mut bus = bus::Bus::<Bytes>::new(MESSAGES);
+        let mut readers: Vec<_> = (0..n).map(|_| bus.add_rx()).collect();
+        group.bench_function("bus", |b| {
+            b.iter(|| {
+                for _ in 0..MESSAGES {
+                    bus.broadcast(payload.clone());
+                }
+                for rx in &mut readers {
+                    for _ in 0..MESSAGES {
+                        black_box(rx.try_recv().unwrap());
+                    }
+                }
+            });
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    one_to_one,
+    fanout,
+    single_thread,
+    publishers,
+    churn
+);
 criterion_main!(benches);
