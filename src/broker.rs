@@ -122,8 +122,9 @@ impl<P: Clone + Send + 'static> Broker<P> {
     /// assert_eq!(broker.publish("foo", "x"), 3);
     /// ```
     pub fn publish(&self, channel: impl AsRef<[u8]>, payload: impl Into<P>) -> usize {
-        self.registry
-            .publish(Space::Channel, channel.as_ref(), payload.into())
+        let (channel, payload) = (channel.as_ref(), payload.into());
+        self.registry.tap(channel, &payload);
+        self.registry.publish(Space::Channel, channel, payload)
     }
 
     /// Publishes `payload` on shard channel `channel` (Redis `SPUBLISH`) and

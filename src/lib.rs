@@ -271,6 +271,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Scaling out
+//!
+//! With the cargo feature `redis` (off by default; without it the crate has
+//! no networking at all), a `Bridge` joins a broker to a real Redis server
+//! for chosen channels and patterns, so several processes share them; see
+//! the `Bridge` type and `examples/bridge.rs`.
+//!
 //! # Differences from Redis
 //!
 //! - **No wire, no connection state.** There is no RESP, no `PING`/`RESET`
@@ -304,6 +311,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "redis")]
+mod bridge;
 mod broker;
 mod dispatch;
 mod error;
@@ -315,6 +324,8 @@ mod registry;
 mod subscriber;
 mod trie;
 
+#[cfg(feature = "redis")]
+pub use bridge::{Bridge, BridgeBuilder, BridgeError, BridgeStats};
 pub use broker::Broker;
 pub use dispatch::Dispatcher;
 pub use error::{RecvError, RecvTimeoutError, SubscribeError, TryRecvError, UnsubscribeError};

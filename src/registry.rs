@@ -44,6 +44,9 @@ pub(crate) type Hasher = foldhash::fast::RandomState;
 pub(crate) type FastMap<K, V> = HashMap<K, V, Hasher>;
 pub(crate) type FastSet<K> = std::collections::HashSet<K, Hasher>;
 
+/// A callback that sees every local `publish` (channel, payload).
+pub(crate) type Tap<P> = Arc<dyn Fn(&[u8], &P) + Send + Sync>;
+
 /// Identifies a subscriber inside the broker (never reused).
 pub(crate) type SubId = u64;
 
@@ -181,6 +184,10 @@ pub(crate) struct Registry<P> {
     endpoints: Mutex<FastMap<SubId, Endpoint<P>>>,
     /// Subscribers evicted by `Overflow::Disconnect` (rare: one atomic).
     evicted: AtomicU64,
+    /// Sees every `Broker::publish` before delivery (the Redis bridge);
+    /// `tapped` lets a publish skip the lock when there is none.
+    tap: RwLock<Option<Tap<P>>>,
+    tapped: std::sync::atomic::AtomicBool,
     next_id: AtomicU64,
     hasher: Hasher,
 }
@@ -223,6 +230,8 @@ impl<P> Registry<P> {
             pattern_count: AtomicUsize::new(0),
             endpoints: Mutex::new(FastMap::default()),
             evicted: AtomicU64::new(0),
+            tap: RwLock::new(None),
+            tapped: std::sync::atomic::AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             hasher: Hasher::default(),
         }
@@ -395,6 +404,28 @@ impl<P> Registry<P> {
         let mut held = limiter.held.lock();
         self.forget(limiter.id, &endpoint.tx, &mut held);
         self.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Installs (or, with `None`, removes) the publish tap; returns false
+    /// when installing over an existing one.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn set_tap(&self, tap: Option<Tap<P>>) -> bool {
+        let mut slot = self.tap.write();
+        if tap.is_some() && slot.is_some() {
+            return false;
+        }
+        self.tapped.store(tap.is_some(), Ordering::Release);
+        *slot = tap;
+        true
+    }
+
+    /// Shows a local publish to the tap, if there is one.
+    pub(crate) fn tap(&self, channel: &[u8], payload: &P) {
+        if self.tapped.load(Ordering::Acquire) {
+            if let Some(tap) = &*self.tap.read() {
+                tap(channel, payload);
+            }
+        }
     }
 
     /// The broker-wide counters.

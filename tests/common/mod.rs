@@ -8,6 +8,7 @@
 
 mod redis;
 
+#[allow(unused_imports)]
 pub(crate) use redis::{Conn, Reply, Show};
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -57,28 +58,32 @@ impl RedisServer {
         // the server binds it (tests run in parallel), so retry a few times.
         let mut last_failure = String::new();
         for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(&program)
-                .args(["--port", &port.to_string()])
-                .args(["--bind", "127.0.0.1"])
-                .args(["--save", ""])
-                .args(["--appendonly", "no"])
-                .args(["--daemonize", "no"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|error| panic!("cannot run {}: {error}", program.display()));
-            match wait_until_ready(&mut child, port) {
-                Ok(()) => return Some(RedisServer { child, port }),
-                Err(failure) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last_failure = failure;
-                }
+            match launch(&program, free_port()) {
+                Ok(server) => return Some(server),
+                Err(failure) => last_failure = failure,
             }
         }
         panic!("redis-server did not start: {last_failure}");
+    }
+
+    /// Starts a new server on `port` again (after this one was dropped), for
+    /// tests that take the server away and bring it back.
+    ///
+    /// # Panics
+    ///
+    /// When it does not come up.
+    #[allow(dead_code)]
+    pub(crate) fn restart_on(port: u16) -> RedisServer {
+        let program = find_on_path("redis-server").expect("redis-server was there a moment ago");
+        let mut last_failure = String::new();
+        for _ in 0..20 {
+            match launch(&program, port) {
+                Ok(server) => return server,
+                Err(failure) => last_failure = failure,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not come back on port {port}: {last_failure}");
     }
 
     /// The port it listens on (127.0.0.1).
@@ -94,6 +99,30 @@ impl RedisServer {
     pub(crate) fn connect(&self) -> Conn {
         Conn::connect(self.port)
             .unwrap_or_else(|error| panic!("cannot connect to redis-server: {error}"))
+    }
+}
+
+/// Runs `redis-server` on 127.0.0.1:`port` with persistence off and waits
+/// until it answers.
+fn launch(program: &std::path::Path, port: u16) -> Result<RedisServer, String> {
+    let mut child = Command::new(program)
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", ""])
+        .args(["--appendonly", "no"])
+        .args(["--daemonize", "no"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", program.display()));
+    match wait_until_ready(&mut child, port) {
+        Ok(()) => Ok(RedisServer { child, port }),
+        Err(failure) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(failure)
+        }
     }
 }
 
