@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use channelcast::bytes::Bytes;
 use channelcast::{glob_match, Broker, Message, Name, Subscriber};
-use common::{Conn, RedisServer, Reply, Rng, Show};
+use common::{Conn, RedisServer, Reply, Rng, Show, GLOB_TABLE};
 
 // ---------------------------------------------------------------------------
 // Random scripts
@@ -997,62 +997,6 @@ fn random_globs_match_redis() {
         started.elapsed()
     );
 }
-
-/// One row of the glob table: pattern, channels it matches, channels it
-/// does not match.
-type TableRow = (
-    &'static [u8],
-    &'static [&'static [u8]],
-    &'static [&'static [u8]],
-);
-
-/// The verified table from `shared/redis-semantics.md`:
-/// (pattern, matches, does not match).
-const GLOB_TABLE: &[TableRow] = &[
-    (b"[", &[], &[b"[", b"a", b"", b"]"]),
-    (b"a[", &[], &[b"a", b"a[", b"ab"]),
-    (b"\\", &[b"\\"], &[b""]),
-    (b"a\\", &[b"a\\"], &[b"a", b"a\\\\"]),
-    (b"[^a]", &[b"b", b"^"], &[b"a", b"", b"ab"]),
-    (
-        b"[a-]",
-        &[b"a", b"]", b"^", b"_", b"`"],
-        &[b"-", b"b", b"\\", b"["],
-    ),
-    (b"[z-a]", &[b"a", b"m", b"z"], &[b"A", b"-"]),
-    (b"*\\*", &[b"*", b"a*", b"**", b"a\\*"], &[b"a", b"*a"]),
-    (b"[]", &[], &[b"]", b"", b"a", b"[]"]),
-    (b"[]a]", &[], &[b"]", b"a", b"]a]", b"a]"]),
-    (b"[^]", &[b"a", b"]", b"^"], &[b"ab"]),
-    (b"[^]a]", &[b"xa]", b"]a]"], &[b"a]", b"xa"]),
-    (b"[^", &[b"a", b"^", b"["], &[b"ab"]),
-    (b"[\\]]", &[b"]"], &[b"\\", b"\\]"]),
-    (b"[a-z", &[b"m"], &[b"[a-z", b"A"]),
-    (b"[a-c-e]", &[b"a", b"b", b"c", b"e", b"-"], &[b"d"]),
-    (b"[!a]", &[b"!", b"a"], &[b"b"]),
-    (b"[[]]", &[b"[]"], &[b"[", b"]"]),
-    (
-        b"[A-z]",
-        &[b"[", b"\\", b"]", b"^", b"_", b"`", b"Q", b"q"],
-        &[b"{", b"@"],
-    ),
-    (
-        b"abc[c-\\e]e",
-        &[b"abcce", b"abc\\e", b"abcae", b"abc]e", b"abcee"],
-        &[b"abcde"],
-    ),
-    (b"hell[o", &[b"hello"], &[b"hell[o"]),
-    (b"a*?", &[b"ab"], &[b"a"]),
-    (b"a?b", &[b"a\0b"], &[b"ab"]),
-    (b"*[", &[], &[b"[", b"a["]),
-    (b"news.*", &[b"news.", b"news.art"], &[b"news"]),
-    (
-        b"[\x80-\xff]",
-        &[b"\xe9", b"\x80", b"\xff"],
-        &[b"b", b"\x7f"],
-    ),
-    (b"[a-\xff]", &[b"\x01"], &[b"\xe9", b"b", b"\x7f"]),
-];
 
 #[test]
 fn glob_table_matches_redis() {

@@ -6,7 +6,11 @@
 //! and uses only part of it, hence the blanket `dead_code` allowance.
 #![allow(dead_code)]
 
+mod glob_table;
 mod redis;
+
+#[allow(unused_imports)]
+pub(crate) use glob_table::{TableRow, GLOB_TABLE};
 
 #[allow(unused_imports)]
 pub(crate) use redis::{Conn, Reply, Show};
