@@ -482,7 +482,9 @@ impl<P: Clone> Registry<P> {
                 };
                 tally.count(endpoint, endpoint.offer(message));
             }
-            name = Some(key.clone());
+            if check_patterns {
+                name = Some(key.clone());
+            }
         }
         if check_patterns {
             let table = self.patterns.read();
