@@ -2,8 +2,6 @@
 //! one real `redis-server`, loop prevention, foreign publishers, and a
 //! server that goes away and comes back.
 
-#![cfg(feature = "redis")]
-
 mod common;
 
 use std::time::{Duration, Instant};
