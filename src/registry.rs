@@ -3,13 +3,19 @@
 //!
 //! # Locks, and the order they are taken in
 //!
-//! 1. `Subscriber::state` (a subscriber's own bookkeeping), held for a whole
-//!    (un)subscribe call so that its confirmations' counts come out in order;
+//! 1. a subscriber's `held` mutex (its names), held for a whole
+//!    (un)subscribe call so that its confirmations' counts come out in
+//!    order, and by an overflow eviction or a drop while it removes them;
 //! 2. one `Shard` mutex at a time (never two);
-//! 3. the `patterns` read/write lock.
+//! 3. the `patterns` read/write lock;
+//! 4. a bounded subscriber's `front` and `room_lock` mutexes (`Limiter`),
+//!    taken by a publisher while it offers a delivery.
 //!
 //! A thread holding a lock may only take locks further down the list. The
-//! `endpoints` mutex is a leaf: nothing else is taken while holding it.
+//! `endpoints` mutex and the `tap` lock are leaves: nothing else is taken
+//! while holding them (the tap runs before a publish takes its shard lock).
+//! A publisher never holds a shard lock while evicting: evictions wait until
+//! the publish has released it, because eviction starts again at 1.
 //!
 //! # Why the guarantees hold
 //!
@@ -22,7 +28,9 @@
 //!   lands before a subscribe confirmation or after an unsubscribe one.
 //! - Queues are unbounded crossbeam channels: a send never blocks, so holding
 //!   a lock across sends cannot deadlock, and a silent subscriber never
-//!   stalls a publisher.
+//!   stalls a publisher. The one exception is a bounded subscriber with
+//!   `Overflow::Block`, whose publisher waits with its shard lock held (the
+//!   documented deadlock hazard); dropping that subscriber wakes it first.
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
