@@ -91,8 +91,10 @@
 //!
 //! # Guarantees
 //!
-//! 1. **Queued on return.** When `publish` returns N, its N deliveries are in
-//!    the subscribers' queues: a `try_recv` right after sees them.
+//! 1. **Queued on return.** When `publish` returns, its deliveries are in
+//!    the subscribers' queues: a `try_recv` right after sees them. (The count
+//!    N also includes deliveries a bounded subscriber's overflow policy
+//!    dropped, as Redis counts the delivery that overflowed a client.)
 //! 2. **Confirmations bracket messages.** No message for a name arrives
 //!    before that name's subscribe confirmation, and none after its
 //!    unsubscribe confirmation.
@@ -108,8 +110,8 @@
 //! 5. **Silent subscribers cost memory, not progress.** Queues are unbounded
 //!    by default: a subscriber that never reads never blocks a publisher.
 //!    Bounded subscribers choose their own trade-off (see
-//!    [Slow subscribers](#slow-subscribers)); only [`Overflow::Block`] can
-//!    make a publisher wait.
+//!    [Slow subscribers](#slow-subscribers)); only [`Overflow::Block`] and
+//!    [`Overflow::BlockFor`] make a publisher wait.
 //!
 //! Nothing is promised across channels: two subscribers may see publishes on
 //! *different* channels interleaved differently.
