@@ -146,7 +146,9 @@
 //!
 //! By default a subscriber's queue is unbounded: a subscriber that stops
 //! reading costs memory, never progress. For anything else, create it with
-//! [`Broker::subscriber_builder`], a capacity and an [`Overflow`] policy.
+//! [`Broker::subscriber_builder`], a capacity (in items, in payload bytes
+//! with [`SubscriberBuilder::max_payload_bytes`], or both) and an
+//! [`Overflow`] policy.
 //! Whatever the policy, **loss is never silent**: the subscriber finds a
 //! [`Message::Lagged`] with the exact number of deliveries it missed, at the
 //! place in its stream where they are missing, and [`Subscriber::stats`] /

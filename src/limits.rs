@@ -75,7 +75,22 @@ pub enum Overflow {
 pub struct SubscriberBuilder<'a, P> {
     broker: &'a Broker<P>,
     capacity: Option<usize>,
+    max_bytes: Option<(usize, Weigher<P>)>,
     overflow: Overflow,
+}
+
+/// Measures the payload bytes a queued item holds.
+pub(crate) type Weigher<P> = fn(&Message<P>) -> usize;
+
+fn payload_len<P: AsRef<[u8]>>(message: &Message<P>) -> usize {
+    message.payload_bytes().map_or(0, <[u8]>::len)
+}
+
+/// The limits a bounded subscriber is created with.
+pub(crate) struct Bound<P> {
+    pub(crate) messages: usize,
+    pub(crate) bytes: Option<(usize, Weigher<P>)>,
+    pub(crate) policy: Overflow,
 }
 
 impl<'a, P: Clone + Send + 'static> SubscriberBuilder<'a, P> {
@@ -83,6 +98,7 @@ impl<'a, P: Clone + Send + 'static> SubscriberBuilder<'a, P> {
         SubscriberBuilder {
             broker,
             capacity: None,
+            max_bytes: None,
             overflow: Overflow::DropNewest,
         }
     }
@@ -101,7 +117,8 @@ impl<'a, P: Clone + Send + 'static> SubscriberBuilder<'a, P> {
 
     /// What to do when a delivery finds the queue full; the default is
     /// [`Overflow::DropNewest`]. Has no effect without a
-    /// [`capacity`](SubscriberBuilder::capacity).
+    /// [`capacity`](SubscriberBuilder::capacity) or
+    /// [`max_payload_bytes`](SubscriberBuilder::max_payload_bytes).
     pub fn overflow(mut self, policy: Overflow) -> Self {
         self.overflow = policy;
         self
@@ -109,10 +126,37 @@ impl<'a, P: Clone + Send + 'static> SubscriberBuilder<'a, P> {
 
     /// Creates the subscriber.
     pub fn build(self) -> Subscriber<P> {
-        Subscriber::new(
-            &self.broker.registry,
-            self.capacity.map(|c| (c, self.overflow)),
-        )
+        let bound = (self.capacity.is_some() || self.max_bytes.is_some()).then(|| Bound {
+            messages: self.capacity.unwrap_or(usize::MAX),
+            bytes: self.max_bytes,
+            policy: self.overflow,
+        });
+        Subscriber::new(&self.broker.registry, bound)
+    }
+}
+
+impl<P: AsRef<[u8]> + Clone + Send + 'static> SubscriberBuilder<'_, P> {
+    /// Bounds the payload bytes queued at once (alone or with
+    /// [`capacity`](SubscriberBuilder::capacity); the queue is full when
+    /// either bound is reached). A single payload larger than the bound is
+    /// still queued when nothing else is, so it can never be stuck.
+    ///
+    /// ```
+    /// use channelcast::{Broker, Message, Overflow};
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber_builder().max_payload_bytes(10).overflow(Overflow::DropNewest).build();
+    /// sub.subscribe(["blobs"]).unwrap();
+    /// sub.recv().unwrap();
+    /// broker.publish("blobs", "123456"); // 6 bytes queued
+    /// broker.publish("blobs", "7890");   // 10: still fits
+    /// broker.publish("blobs", "x");      // 11 would not: dropped
+    /// assert_eq!(sub.stats().dropped, 1);
+    /// assert_eq!(sub.try_iter().last(), Some(Message::Lagged { missed: 1 }));
+    /// ```
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = Some((bytes, payload_len::<P>));
+        self
     }
 }
 
@@ -120,6 +164,7 @@ impl<P> fmt::Debug for SubscriberBuilder<'_, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SubscriberBuilder")
             .field("capacity", &self.capacity)
+            .field("max_payload_bytes", &self.max_bytes.map(|(bytes, _)| bytes))
             .field("overflow", &self.overflow)
             .finish_non_exhaustive()
     }
@@ -147,6 +192,10 @@ pub(crate) enum Offer {
 pub(crate) struct Limiter<P> {
     pub(crate) id: SubId,
     capacity: usize,
+    /// The payload-bytes bound and how to weigh an item, if set.
+    bytes: Option<(usize, Weigher<P>)>,
+    /// Payload bytes queued now (with a bytes bound only).
+    queued_bytes: AtomicUsize,
     pub(crate) policy: Overflow,
     /// The subscriber's queue, read here to measure it and, under
     /// `DropOldest`, to take the oldest delivery out.
@@ -179,14 +228,19 @@ pub(crate) struct Limiter<P> {
 impl<P> Limiter<P> {
     pub(crate) fn new(
         id: SubId,
-        capacity: usize,
-        policy: Overflow,
+        Bound {
+            messages,
+            bytes,
+            policy,
+        }: Bound<P>,
         rx: Receiver<Message<P>>,
         held: Arc<Mutex<Held>>,
     ) -> Self {
         Limiter {
             id,
-            capacity,
+            capacity: messages,
+            bytes,
+            queued_bytes: AtomicUsize::new(0),
             policy,
             rx,
             unreported: AtomicU64::new(0),
@@ -219,16 +273,17 @@ impl<P> Limiter<P> {
             }
             return Offer::Gone;
         }
-        if tx.len() >= self.capacity {
+        let size = self.weigh(&message);
+        if self.is_full(tx, size) {
             match self.policy {
                 Overflow::DropNewest => return self.drop_newest(tx),
                 Overflow::Block => {
-                    if !self.wait_for_room(tx, None) {
+                    if !self.wait_for_room(tx, size, None) {
                         return Offer::Gone;
                     }
                 }
                 Overflow::BlockFor(patience) => {
-                    if !self.wait_for_room(tx, Some(Instant::now() + patience)) {
+                    if !self.wait_for_room(tx, size, Some(Instant::now() + patience)) {
                         return if self.closed.load(Ordering::Acquire) {
                             Offer::Gone
                         } else {
@@ -237,9 +292,12 @@ impl<P> Limiter<P> {
                     }
                 }
                 Overflow::DropOldest => {
-                    if self.drop_oldest() {
-                        self.report_lag(tx);
-                        let _ = tx.send(message);
+                    let mut displaced = false;
+                    while self.is_full(tx, size) && self.drop_oldest() {
+                        displaced = true;
+                    }
+                    if displaced {
+                        self.enqueue(tx, message, size);
                         return Offer::Displaced;
                     }
                 }
@@ -254,9 +312,43 @@ impl<P> Limiter<P> {
                 }
             }
         }
-        self.report_lag(tx);
-        let _ = tx.send(message);
+        self.enqueue(tx, message, size);
         Offer::Queued
+    }
+
+    fn enqueue(&self, tx: &Sender<Message<P>>, message: Message<P>, size: usize) {
+        self.report_lag(tx);
+        if size > 0 {
+            self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        }
+        let _ = tx.send(message);
+    }
+
+    /// The payload bytes `message` counts for (0 without a bytes bound).
+    fn weigh(&self, message: &Message<P>) -> usize {
+        self.bytes.map_or(0, |(_, weigh)| weigh(message))
+    }
+
+    /// Whether an item of `size` payload bytes must overflow. A payload
+    /// larger than the bytes bound still fits into a queue holding none.
+    fn is_full(&self, tx: &Sender<Message<P>>, size: usize) -> bool {
+        if tx.len() >= self.capacity {
+            return true;
+        }
+        self.bytes.is_some_and(|(max, _)| {
+            let queued = self.queued_bytes.load(Ordering::Acquire);
+            queued > 0 && queued + size > max
+        })
+    }
+
+    /// Called by the subscriber for every item it takes out: frees its
+    /// bytes and wakes a publisher waiting for room.
+    pub(crate) fn took(&self, message: &Message<P>) {
+        let size = self.weigh(message);
+        if size > 0 {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        }
+        self.made_room();
     }
 
     fn drop_newest(&self, tx: &Sender<Message<P>>) -> Offer {
@@ -300,6 +392,10 @@ impl<P> Limiter<P> {
         let mut front = self.front.lock();
         while let Ok(item) = self.rx.try_recv() {
             if item.is_delivery() {
+                let size = self.weigh(&item);
+                if size > 0 {
+                    self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                }
                 if let Some(Message::Lagged { missed }) = front.back_mut() {
                     *missed += 1;
                 } else {
@@ -329,21 +425,26 @@ impl<P> Limiter<P> {
 
     /// Waits until the queue has room, the subscriber goes away or
     /// `deadline` passes; returns whether there is room.
-    fn wait_for_room(&self, tx: &Sender<Message<P>>, deadline: Option<Instant>) -> bool {
+    fn wait_for_room(
+        &self,
+        tx: &Sender<Message<P>>,
+        size: usize,
+        deadline: Option<Instant>,
+    ) -> bool {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut guard = self.room_lock.lock();
         let room = loop {
             if self.closed.load(Ordering::SeqCst) {
                 break false;
             }
-            if tx.len() < self.capacity {
+            if !self.is_full(tx, size) {
                 break true;
             }
             match deadline {
                 None => self.room.wait(&mut guard),
                 Some(deadline) => {
                     if self.room.wait_until(&mut guard, deadline).timed_out() {
-                        break tx.len() < self.capacity;
+                        break !self.is_full(tx, size);
                     }
                 }
             }
@@ -353,9 +454,8 @@ impl<P> Limiter<P> {
         room
     }
 
-    /// Called by the subscriber after taking an item: wakes a publisher
-    /// waiting for room.
-    pub(crate) fn made_room(&self) {
+    /// Wakes a publisher waiting for room.
+    fn made_room(&self) {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             let _guard = self.room_lock.lock();
             self.room.notify_all();

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use crate::error::{RecvError, RecvTimeoutError, SubscribeError, TryRecvError, UnsubscribeError};
-use crate::limits::{Limiter, Overflow, SubscriberStats};
+use crate::limits::{Bound, Limiter, Overflow, SubscriberStats};
 use crate::registry::{shrink_when_sparse, Endpoint, FastSet, Registry, Space, SubId};
 use crate::{Message, Name};
 
@@ -167,19 +167,12 @@ impl<P> Registry<P> {
 }
 
 impl<P: Clone + Send + 'static> Subscriber<P> {
-    pub(crate) fn new(registry: &Arc<Registry<P>>, bound: Option<(usize, Overflow)>) -> Self {
+    pub(crate) fn new(registry: &Arc<Registry<P>>, bound: Option<Bound<P>>) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         let id = registry.next_id();
         let held = Arc::new(Mutex::new(Held::default()));
-        let limiter = bound.map(|(capacity, policy)| {
-            Arc::new(Limiter::new(
-                id,
-                capacity,
-                policy,
-                rx.clone(),
-                Arc::clone(&held),
-            ))
-        });
+        let limiter =
+            bound.map(|bound| Arc::new(Limiter::new(id, bound, rx.clone(), Arc::clone(&held))));
         registry.register(
             id,
             Endpoint {
@@ -535,7 +528,7 @@ impl<P> Subscriber<P> {
                 Ok(message) => {
                     self.received.fetch_add(1, Ordering::Relaxed);
                     if let Some(limiter) = &self.limiter {
-                        limiter.made_room();
+                        limiter.took(&message);
                     }
                     return Ok(message);
                 }

@@ -252,3 +252,62 @@ fn a_panicking_handler_poisons_nothing_and_leaks_no_subscription() {
     assert_eq!(broker.publish("jobs", "still works"), 2);
     assert_eq!(bystander.try_iter().filter(Message::is_delivery).count(), 4);
 }
+
+#[test]
+fn a_payload_bytes_bound_drops_oldest_by_size() {
+    let broker = Broker::new();
+    let sub = broker
+        .subscriber_builder()
+        .max_payload_bytes(10)
+        .overflow(Overflow::DropOldest)
+        .build();
+    sub.subscribe(["c"]).unwrap();
+    for word in ["aaaa", "bbbb", "cccc", "dddd", "eeeeeeee"] {
+        assert_eq!(broker.publish("c", word), 1);
+    }
+    // 10 bytes at most: "eeeeeeee" (8) only fits once four 4-byte ones left.
+    assert_eq!(stream(&sub), ["subscribe:c", "lag:4", "eeeeeeee"]);
+    assert_eq!(sub.stats().dropped, 4);
+}
+
+#[test]
+fn a_payload_larger_than_the_bytes_bound_still_fits_an_empty_queue() {
+    let broker = Broker::new();
+    let sub = broker.subscriber_builder().max_payload_bytes(4).build();
+    sub.subscribe(["c"]).unwrap();
+    broker.publish("c", "much too long");
+    broker.publish("c", "x");
+    assert_eq!(stream(&sub), ["subscribe:c", "much too long", "lag:1"]);
+    // Once drained, the next one fits again.
+    broker.publish("c", "y");
+    assert_eq!(stream(&sub), ["y"]);
+}
+
+#[test]
+fn block_with_a_bytes_bound_loses_nothing() {
+    let broker = Broker::new();
+    let sub = broker
+        .subscriber_builder()
+        .capacity(1_000)
+        .max_payload_bytes(8)
+        .overflow(Overflow::Block)
+        .build();
+    sub.subscribe(["c"]).unwrap();
+    sub.recv().unwrap();
+    let publisher = {
+        let broker = broker.clone();
+        thread::spawn(move || {
+            for i in 0..500 {
+                broker.publish("c", format!("{i:04}"));
+            }
+        })
+    };
+    for i in 0..500 {
+        assert_eq!(
+            sub.recv().unwrap().payload_str(),
+            Some(format!("{i:04}").as_str())
+        );
+    }
+    publisher.join().unwrap();
+    assert_eq!(sub.stats().dropped, 0);
+}
