@@ -123,6 +123,7 @@ impl<P: Clone + Send + 'static> Broker<P> {
     /// ```
     pub fn publish(&self, channel: impl AsRef<[u8]>, payload: impl Into<P>) -> usize {
         let (channel, payload) = (channel.as_ref(), payload.into());
+        #[cfg(feature = "redis")]
         self.registry.tap(channel, &payload);
         self.registry.publish(Space::Channel, channel, payload)
     }

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,11 @@ pub struct SubscriberBuilder<'a, P> {
     max_bytes: Option<(usize, Weigher<P>)>,
     overflow: Overflow,
 }
+
+/// `Limiter::state` values.
+const OPEN: u8 = 0;
+const OVERFLOWED: u8 = 1;
+const DROPPED: u8 = 2;
 
 /// Measures the payload bytes a queued item holds.
 pub(crate) type Weigher<P> = fn(&Message<P>) -> usize;
@@ -211,11 +216,11 @@ pub(crate) struct Limiter<P> {
     pub(crate) front: Mutex<VecDeque<Message<P>>>,
     front_len: AtomicUsize,
     dropped: AtomicU64,
-    /// Set when the subscriber is evicted for overflow or is being dropped:
-    /// publishers stop offering to it (and stop waiting for room).
-    pub(crate) closed: AtomicBool,
-    /// Set only by an overflow eviction (`Disconnect`).
-    pub(crate) overflowed: AtomicBool,
+    /// `OPEN`, or why publishers stopped offering to this subscriber (and
+    /// waiting for room): `OVERFLOWED` by an eviction under `Disconnect`,
+    /// `DROPPED` by the subscriber going away. One atomic, so the first
+    /// reason set is the only one.
+    state: AtomicU8,
     /// `Block`/`BlockFor`: publishers waiting for room, and their wake-up.
     waiting: AtomicUsize,
     room_lock: Mutex<()>,
@@ -247,8 +252,7 @@ impl<P> Limiter<P> {
             front: Mutex::new(VecDeque::new()),
             front_len: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-            overflowed: AtomicBool::new(false),
+            state: AtomicU8::new(OPEN),
             waiting: AtomicUsize::new(0),
             room_lock: Mutex::new(()),
             room: Condvar::new(),
@@ -264,14 +268,8 @@ impl<P> Limiter<P> {
     /// Offers one delivery, applying the overflow policy when the queue is
     /// full. Called with the channel's shard lock held.
     pub(crate) fn offer(&self, tx: &Sender<Message<P>>, message: Message<P>) -> Offer {
-        if self.closed.load(Ordering::Acquire) {
-            if self.overflowed.load(Ordering::Acquire) {
-                // Overflowed but not evicted yet: like a Redis client marked
-                // to be closed, it still counts, and what it misses is lost.
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                return Offer::Dropped;
-            }
-            return Offer::Gone;
+        if self.is_closed() {
+            return self.offer_closed();
         }
         let size = self.weigh(&message);
         if self.is_full(tx, size) {
@@ -284,8 +282,8 @@ impl<P> Limiter<P> {
                 }
                 Overflow::BlockFor(patience) => {
                     if !self.wait_for_room(tx, size, Some(Instant::now() + patience)) {
-                        return if self.closed.load(Ordering::Acquire) {
-                            Offer::Gone
+                        return if self.is_closed() {
+                            self.offer_closed()
                         } else {
                             self.drop_newest(tx)
                         };
@@ -302,13 +300,11 @@ impl<P> Limiter<P> {
                     }
                 }
                 Overflow::Disconnect => {
-                    self.overflowed.store(true, Ordering::Release);
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    return if self.closed.swap(true, Ordering::AcqRel) {
-                        Offer::Dropped
-                    } else {
-                        Offer::Evict
-                    };
+                    if self.close_as(OVERFLOWED) {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                        return Offer::Evict;
+                    }
+                    return self.offer_closed();
                 }
             }
         }
@@ -434,7 +430,7 @@ impl<P> Limiter<P> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut guard = self.room_lock.lock();
         let room = loop {
-            if self.closed.load(Ordering::SeqCst) {
+            if self.is_closed() {
                 break false;
             }
             if !self.is_full(tx, size) {
@@ -462,11 +458,40 @@ impl<P> Limiter<P> {
         }
     }
 
-    /// Stops publishers from offering to this subscriber or waiting for it.
+    /// Stops publishers from offering to this subscriber (being dropped) or
+    /// waiting for it.
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        self.close_as(DROPPED);
         let _guard = self.room_lock.lock();
         self.room.notify_all();
+    }
+
+    /// Closes for `reason` unless already closed; returns whether it did.
+    fn close_as(&self, reason: u8) -> bool {
+        self.state
+            .compare_exchange(OPEN, reason, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.load(Ordering::SeqCst) != OPEN
+    }
+
+    /// Whether an overflow eviction closed it (`Disconnect`).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == OVERFLOWED
+    }
+
+    /// A delivery to a closed subscriber: one that overflowed but is not
+    /// evicted yet still counts, like a Redis client marked to be closed,
+    /// and what it misses is lost; a dropped one is not offered at all.
+    fn offer_closed(&self) -> Offer {
+        if self.overflowed() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            Offer::Dropped
+        } else {
+            Offer::Gone
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 //!    taken by a publisher while it offers a delivery.
 //!
 //! A thread holding a lock may only take locks further down the list. The
-//! `endpoints` mutex and the `tap` lock are leaves: nothing else is taken
+//! `endpoints` mutex and the `tap` lock (`redis` feature) are leaves: nothing else is taken
 //! while holding them (the tap runs before a publish takes its shard lock).
 //! A publisher never holds a shard lock while evicting: evictions wait until
 //! the publish has released it, because eviction starts again at 1.
@@ -53,6 +53,7 @@ pub(crate) type FastMap<K, V> = HashMap<K, V, Hasher>;
 pub(crate) type FastSet<K> = std::collections::HashSet<K, Hasher>;
 
 /// A callback that sees every local `publish` (channel, payload).
+#[cfg(feature = "redis")]
 pub(crate) type Tap<P> = Arc<dyn Fn(&[u8], &P) + Send + Sync>;
 
 /// Identifies a subscriber inside the broker (never reused).
@@ -193,8 +194,11 @@ pub(crate) struct Registry<P> {
     /// Subscribers evicted by `Overflow::Disconnect` (rare: one atomic).
     evicted: AtomicU64,
     /// Sees every `Broker::publish` before delivery (the Redis bridge);
-    /// `tapped` lets a publish skip the lock when there is none.
+    /// `tapped` lets a publish skip the lock when there is none. Compiled
+    /// only with the `redis` feature: without it a publish pays nothing.
+    #[cfg(feature = "redis")]
     tap: RwLock<Option<Tap<P>>>,
+    #[cfg(feature = "redis")]
     tapped: std::sync::atomic::AtomicBool,
     next_id: AtomicU64,
     hasher: Hasher,
@@ -238,7 +242,9 @@ impl<P> Registry<P> {
             pattern_count: AtomicUsize::new(0),
             endpoints: Mutex::new(FastMap::default()),
             evicted: AtomicU64::new(0),
+            #[cfg(feature = "redis")]
             tap: RwLock::new(None),
+            #[cfg(feature = "redis")]
             tapped: std::sync::atomic::AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             hasher: Hasher::default(),
@@ -416,7 +422,7 @@ impl<P> Registry<P> {
 
     /// Installs (or, with `None`, removes) the publish tap; returns false
     /// when installing over an existing one.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg(feature = "redis")]
     pub(crate) fn set_tap(&self, tap: Option<Tap<P>>) -> bool {
         let mut slot = self.tap.write();
         if tap.is_some() && slot.is_some() {
@@ -428,6 +434,7 @@ impl<P> Registry<P> {
     }
 
     /// Shows a local publish to the tap, if there is one.
+    #[cfg(feature = "redis")]
     pub(crate) fn tap(&self, channel: &[u8], payload: &P) {
         if self.tapped.load(Ordering::Acquire) {
             if let Some(tap) = &*self.tap.read() {

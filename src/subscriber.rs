@@ -536,7 +536,7 @@ impl<P> Subscriber<P> {
                     let overflowed = self
                         .limiter
                         .as_ref()
-                        .is_some_and(|limiter| limiter.overflowed.load(Ordering::Acquire));
+                        .is_some_and(|limiter| limiter.overflowed());
                     return Err(if overflowed {
                         Failure::Overflowed
                     } else {
