@@ -68,7 +68,7 @@ impl<P: Clone + Send + 'static> Broker<P> {
     /// a fresh Redis connection. Subscribe it to channels and patterns with
     /// its own methods.
     pub fn subscriber(&self) -> Subscriber<P> {
-        Subscriber::new(&self.registry, None)
+        Subscriber::new(&self.registry, None, true)
     }
 
     /// Starts building a subscriber with a bounded queue and an

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::registry::FastMap;
+use crate::fast_hash::FastMap;
 use crate::{Message, Name, SubscribeError, Subscriber};
 
 type Handler<'a, P> = Box<dyn FnMut(&Message<P>) + Send + 'a>;

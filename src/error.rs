@@ -67,6 +67,11 @@ pub enum SubscribeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
 #[non_exhaustive]
 pub enum UnsubscribeError {
+    /// The call named no channel or pattern. Redis's argument-less form
+    /// ("all") is `unsubscribe_all` and friends, so that an empty computed
+    /// list never releases everything by accident.
+    #[error("unsubscribe needs at least one name; use unsubscribe_all() to release everything")]
+    NoNames,
     /// Every [`Broker`](crate::Broker) handle is gone, and with it every
     /// subscription.
     #[error("the broker is gone: its subscriptions went with it")]
@@ -100,6 +105,7 @@ impl From<UnsubscribeError> for SubscribeError {
         match error {
             UnsubscribeError::BrokerClosed => SubscribeError::BrokerClosed,
             UnsubscribeError::Overflowed => SubscribeError::Overflowed,
+            UnsubscribeError::NoNames => SubscribeError::NoNames,
         }
     }
 }

@@ -196,10 +196,15 @@
 //! ```
 //!
 //! [`Overflow::Block`] makes the publisher wait for room, and
-//! [`Overflow::BlockFor`] waits at most a while, then drops and reports. A
-//! blocked publisher holds its channel's lock: a subscriber whose own thread
+//! [`Overflow::BlockFor`] waits at most a while per publish, then drops and
+//! reports. A waiting publisher holds no lock that other work needs: only
+//! later publishes and (un)subscribes on the *same channel* wait behind it
+//! (so that the channel keeps one order). A subscriber whose own thread
 //! publishes to, or (un)subscribes on, a channel waiting for it deadlocks
-//! under `Block`. `BlockFor` only stalls.
+//! under `Block`, as do subscribers whose threads publish to each other in a
+//! cycle; `BlockFor` only stalls. A publisher blocks only when a subscriber
+//! of that publish has one of these two policies, so `publish` never blocks
+//! an async runtime's thread otherwise.
 //!
 //! ```
 //! use std::time::Duration;
@@ -219,19 +224,21 @@
 //!
 //! let impatient = broker.subscriber_builder().capacity(1)
 //!     .overflow(Overflow::BlockFor(Duration::from_millis(1))).build();
-//! impatient.subscribe(["slow"])?; // its unread confirmation fills the queue
-//! broker.publish("slow", "a"); // waits 1 ms, then gives up
-//! broker.publish("slow", "b"); // likewise
+//! impatient.subscribe(["slow"])?;
+//! broker.publish("slow", "a"); // fits
+//! broker.publish("slow", "b"); // waits 1 ms, then gives up
+//! broker.publish("slow", "c"); // likewise
 //! assert_eq!(impatient.try_iter().last(), Some(Message::Lagged { missed: 2 }));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! [`Overflow::Disconnect`] is Redis's `client-output-buffer-limit pubsub`:
 //! the subscriber is unsubscribed from everything, and after receiving what
-//! it had queued it gets [`RecvError::Overflowed`] — so at least it knows:
+//! it had queued and a [`Message::Lagged`] counting what it lost, it gets
+//! [`RecvError::Overflowed`] — so at least it knows:
 //!
 //! ```
-//! use channelcast::{Broker, Overflow, RecvError};
+//! use channelcast::{Broker, Message, Overflow, RecvError};
 //!
 //! let broker = Broker::new();
 //! let sub = broker.subscriber_builder().capacity(2).overflow(Overflow::Disconnect).build();
@@ -240,7 +247,9 @@
 //!     broker.publish("feed", i.to_string()); // the third overflows
 //! }
 //! assert_eq!(broker.numsub(["feed"])[0].1, 0); // evicted at once
-//! assert_eq!(sub.iter().count(), 2); // the confirmation and "0"
+//! let items: Vec<_> = sub.iter().collect(); // the confirmation, "0", "1", the loss
+//! assert_eq!(items.len(), 4);
+//! assert_eq!(items[3], Message::Lagged { missed: 1 });
 //! assert_eq!(sub.recv(), Err(RecvError::Overflowed));
 //! assert_eq!(broker.stats().disconnected, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -314,30 +323,37 @@
 //!   each delivery clones it (a reference-count increment for `Bytes`).
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "redis")]
 mod bridge;
 mod broker;
+mod builder;
 mod dispatch;
 mod error;
+mod fast_hash;
 mod glob;
-mod limits;
+mod held;
+mod mailbox;
 mod message;
 mod name;
 mod registry;
+mod stats;
 mod subscriber;
 mod trie;
 
 #[cfg(feature = "redis")]
 pub use bridge::{Bridge, BridgeBuilder, BridgeError, BridgeStats};
 pub use broker::Broker;
+pub use builder::SubscriberBuilder;
 pub use dispatch::Dispatcher;
 pub use error::{RecvError, RecvTimeoutError, SubscribeError, TryRecvError, UnsubscribeError};
 pub use glob::{glob_match, Glob};
-pub use limits::{BrokerStats, Overflow, SubscriberBuilder, SubscriberStats};
+pub use mailbox::Overflow;
 pub use message::{Message, Source};
 pub use name::Name;
-pub use subscriber::{Iter, Subscriber, TryIter};
+pub use stats::{BrokerStats, SubscriberStats};
+pub use subscriber::{Iter, MessageStream, Recv, Subscriber, TryIter};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
@@ -347,6 +363,6 @@ struct ReadmeDoctests;
 /// Re-exported so that `Broker<Bytes>` and message payloads can be named
 /// without adding the dependency yourself.
 pub use bytes;
-/// Re-exported for [`Subscriber::receiver`], to use a subscriber in
+/// Re-exported for [`Subscriber::ready`], to wait on a subscriber in
 /// `select!` next to other channels.
 pub use crossbeam_channel;

@@ -1,116 +1,67 @@
-//! The state every handle shares: channel shards, the pattern table, the
-//! subscriber endpoints, and the locking rules that make the guarantees hold.
+//! The routing state every handle shares: channel shards, the pattern
+//! table, the list of live mailboxes, and the locking rules that make the
+//! guarantees hold.
 //!
 //! # Locks, and the order they are taken in
 //!
-//! 1. a subscriber's `held` mutex (its names), held for a whole
-//!    (un)subscribe call so that its confirmations' counts come out in
-//!    order, and by an overflow eviction or a drop while it removes them;
-//! 2. one `Shard` mutex at a time (never two);
-//! 3. the `patterns` read/write lock;
-//! 4. a bounded subscriber's `front` and `room_lock` mutexes (`Limiter`),
-//!    taken by a publisher while it offers a delivery.
+//! 1. a subscriber's `held` mutex (its names, in its [`Mailbox`]), held for a
+//!    whole (un)subscribe call so that its confirmations' counts come out
+//!    in order, and by an overflow eviction or a drop while it removes them;
+//! 2. one stripe mutex of the channel maps at a time (never two);
+//! 3. the pattern table's sharded read/write lock (a publisher reads one
+//!    shard of it; a pattern (un)subscribe writes every shard);
+//! 4. a mailbox's queue mutex (a leaf: nothing is taken while holding it).
 //!
 //! A thread holding a lock may only take locks further down the list. The
-//! `endpoints` mutex and the `tap` lock (`redis` feature) are leaves: nothing else is taken
-//! while holding them (the tap runs before a publish takes its shard lock).
-//! A publisher never holds a shard lock while evicting: evictions wait until
-//! the publish has released it, because eviction starts again at 1.
+//! `mailboxes` mutex and the `tap` lock (`redis` feature) are leaves too.
+//!
+//! **Nobody waits while holding a lock.** A publisher that must wait for
+//! room (`Overflow::Block`/`BlockFor`) first marks its channel *busy* in the
+//! stripe, copies what it will deliver, and releases the stripe and the
+//! pattern table; it then waits on the subscriber's mailbox alone. Later
+//! publishes and (un)subscribes on that one channel wait for the mark to
+//! clear (on the stripe's condition variable, not holding the stripe);
+//! everything else goes on.
 //!
 //! # Why the guarantees hold
 //!
-//! - A publish holds its channel's shard mutex from its first send to its
-//!   last (pattern deliveries included). Two publishes to one channel are
-//!   therefore never interleaved, so every subscriber sees them in the same
-//!   order: *same order for everyone, per channel*.
-//! - A (un)subscribe changes the map and queues its confirmation under the
-//!   same lock a publish needs to deliver through that entry, so no delivery
-//!   lands before a subscribe confirmation or after an unsubscribe one.
-//! - Queues are unbounded crossbeam channels: a send never blocks, so holding
-//!   a lock across sends cannot deadlock, and a silent subscriber never
-//!   stalls a publisher. The one exception is a bounded subscriber with
-//!   `Overflow::Block`, whose publisher waits with its shard lock held (the
-//!   documented deadlock hazard); dropping that subscriber wakes it first.
+//! - *Same order per channel*: a publish holds its channel's stripe (or its
+//!   busy mark) from its first delivery to its last, pattern deliveries
+//!   included, so two publishes on one channel never interleave.
+//! - *Confirmations bracket messages*: a channel (un)subscribe queues its
+//!   confirmation under the same stripe lock (and busy mark) a publish on
+//!   that channel needs.
+//! - *Atomic publishes*: the deliveries of one publish to one subscriber
+//!   (its `message` and `pmessage`s) are queued as one group under the
+//!   mailbox's lock, so nothing comes between them. Pattern (un)subscribes
+//!   bump the pattern table's version under its write lock and stamp the
+//!   subscriber's mailbox with it as they queue the confirmation. A
+//!   publisher offers a group together with the version it read the table
+//!   at; a mailbox stamped later refuses it as stale, and the publisher
+//!   recomputes that subscriber's pattern deliveries from the current
+//!   table. So the group always matches exactly the subscriptions the
+//!   subscriber's stream has confirmed at that point.
 
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
-use crossbeam_channel::Sender;
-use parking_lot::{Mutex, RwLock};
+use crossbeam_utils::sync::ShardedLock;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use smallvec::SmallVec;
 
-use crate::limits::{BrokerStats, Limiter, Offer};
-use crate::subscriber::Held;
+use crate::fast_hash::{shrink_when_sparse, FastMap, Hasher};
+use crate::mailbox::{Group, Mailbox, Offered, Patience, Refused};
+use crate::stats::BrokerStats;
 use crate::trie::{PatternKey, PatternTrie};
 use crate::{Glob, Message, Name};
-
-/// The fast, randomly seeded hasher used by every map.
-pub(crate) type Hasher = foldhash::fast::RandomState;
-pub(crate) type FastMap<K, V> = HashMap<K, V, Hasher>;
-pub(crate) type FastSet<K> = std::collections::HashSet<K, Hasher>;
 
 /// A callback that sees every local `publish` (channel, payload).
 #[cfg(feature = "redis")]
 pub(crate) type Tap<P> = Arc<dyn Fn(&[u8], &P) + Send + Sync>;
-
-/// Identifies a subscriber inside the broker (never reused).
-pub(crate) type SubId = u64;
-
-/// A subscriber's place in a channel's or pattern's list: its queue's
-/// sending half and, for a bounded subscriber, its limiter. A subscriber is
-/// found again by `Sender::same_channel`, so no id is stored per
-/// subscription.
-pub(crate) struct Endpoint<P> {
-    pub(crate) tx: Sender<Message<P>>,
-    pub(crate) limiter: Option<Arc<Limiter<P>>>,
-}
-
-impl<P> Clone for Endpoint<P> {
-    fn clone(&self) -> Self {
-        Endpoint {
-            tx: self.tx.clone(),
-            limiter: self.limiter.clone(),
-        }
-    }
-}
-
-impl<P> Endpoint<P> {
-    /// Queues a delivery, through the limiter when the subscriber is bounded.
-    fn offer(&self, message: Message<P>) -> Offer {
-        match &self.limiter {
-            None => {
-                let _ = self.tx.send(message);
-                Offer::Queued
-            }
-            Some(limiter) => limiter.offer(&self.tx, message),
-        }
-    }
-}
-
-/// The subscribers of one channel or pattern. Most names have one or two,
-/// so the first lives inline.
-type Endpoints<P> = SmallVec<[Endpoint<P>; 1]>;
-
-/// Running totals for `Broker::stats`, kept per shard and written only under
-/// the shard's lock (a load and a store, no read-modify-write), so counting
-/// costs publishers no contended atomics.
-#[derive(Default)]
-struct ShardStats {
-    published: AtomicU64,
-    delivered: AtomicU64,
-    dropped: AtomicU64,
-}
-
-impl ShardStats {
-    fn add(counter: &AtomicU64, n: u64) {
-        if n > 0 {
-            counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-        }
-    }
-}
 
 /// Which of the two channel namespaces a shard map serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,46 +72,124 @@ pub(crate) enum Space {
     Shard,
 }
 
-/// One stripe of the channel maps. Channels hash to a stripe, so publishers
-/// on different channels rarely touch the same lock.
+/// The subscribers of one channel or pattern. Most names have one or two,
+/// so the first lives inline.
+pub(crate) struct Subscribers<P> {
+    list: SmallVec<[Arc<Mailbox<P>>; 1]>,
+    /// How many of them may make a publisher wait (`Block`, `BlockFor`).
+    blockers: usize,
+}
+
+impl<P> Default for Subscribers<P> {
+    fn default() -> Self {
+        Subscribers {
+            list: SmallVec::new(),
+            blockers: 0,
+        }
+    }
+}
+
+impl<P> Subscribers<P> {
+    fn add(&mut self, mailbox: &Arc<Mailbox<P>>) {
+        self.blockers += usize::from(mailbox.blocks());
+        self.list.push(Arc::clone(mailbox));
+    }
+
+    fn remove(&mut self, mailbox: &Arc<Mailbox<P>>) {
+        if let Some(at) = self.list.iter().position(|m| Arc::ptr_eq(m, mailbox)) {
+            self.blockers -= usize::from(mailbox.blocks());
+            self.list.swap_remove(at);
+        }
+    }
+
+    fn contains(&self, mailbox: &Arc<Mailbox<P>>) -> bool {
+        self.list.iter().any(|m| Arc::ptr_eq(m, mailbox))
+    }
+}
+
+/// Running totals for `Broker::stats`, kept per stripe so that publishers
+/// on different channels do not write one shared cache line.
+#[derive(Default)]
+struct StripeStats {
+    published: AtomicU64,
+    queued: AtomicU64,
+    dropped: AtomicU64,
+    pushed_out: AtomicU64,
+}
+
+impl StripeStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The channel maps of one stripe. Channels hash to a stripe, so
+/// publishers on different channels rarely touch the same lock.
 // `shard_channels` is Redis's name for the namespace, not this struct's.
 #[allow(clippy::struct_field_names)]
 struct Shard<P> {
-    channels: FastMap<Name, Endpoints<P>>,
-    shard_channels: FastMap<Name, Endpoints<P>>,
-    stats: ShardStats,
+    channels: FastMap<Name, Subscribers<P>>,
+    shard_channels: FastMap<Name, Subscribers<P>>,
+    /// Channels whose publish is waiting for room (see the module docs).
+    busy: SmallVec<[(Space, Name); 1]>,
 }
 
 impl<P> Shard<P> {
-    fn map(&self, space: Space) -> &FastMap<Name, Endpoints<P>> {
+    fn map(&self, space: Space) -> &FastMap<Name, Subscribers<P>> {
         match space {
             Space::Channel => &self.channels,
             Space::Shard => &self.shard_channels,
         }
     }
 
-    fn map_mut(&mut self, space: Space) -> &mut FastMap<Name, Endpoints<P>> {
+    fn map_mut(&mut self, space: Space) -> &mut FastMap<Name, Subscribers<P>> {
         match space {
             Space::Channel => &mut self.channels,
             Space::Shard => &mut self.shard_channels,
         }
     }
+
+    fn is_busy(&self, space: Space, name: &[u8]) -> bool {
+        !self.busy.is_empty()
+            && self
+                .busy
+                .iter()
+                .any(|(s, busy)| *s == space && busy.as_bytes() == name)
+    }
 }
 
-/// Keeps each shard's lock on its own cache line, so two publishers on
-/// different shards do not slow each other down through false sharing.
+struct Stripe<P> {
+    shard: Mutex<Shard<P>>,
+    /// Signalled when a busy channel of this stripe is released.
+    idle: Condvar,
+    stats: StripeStats,
+}
+
+impl<P> Stripe<P> {
+    /// Locks the stripe once `name` is not busy.
+    fn lock_idle(&self, space: Space, name: &[u8]) -> MutexGuard<'_, Shard<P>> {
+        let mut shard = self.shard.lock();
+        while shard.is_busy(space, name) {
+            self.idle.wait(&mut shard);
+        }
+        shard
+    }
+}
+
+/// Keeps each stripe on its own cache lines, so two publishers on
+/// different stripes do not slow each other down through false sharing.
 #[repr(align(128))]
 struct Padded<T>(T);
 
-/// One distinct live pattern and its subscribers. The compiled tokens live
-/// only in the trie; removal compiles the name again rather than keeping a
-/// second copy per pattern.
+/// One distinct live pattern and its subscribers.
 struct PatternEntry<P> {
     name: Name,
     /// False when Redis's nesting limit rules out every match: such a
     /// pattern counts and confirms, but is not in the trie.
     in_trie: bool,
-    subscribers: Endpoints<P>,
+    subscribers: Subscribers<P>,
 }
 
 /// Every distinct live pattern, and the trie that finds the matching ones.
@@ -171,45 +200,68 @@ struct PatternTable<P> {
     /// Pattern name → its key in `by_seq`.
     seq_of: FastMap<Name, PatternKey>,
     next_seq: PatternKey,
-    /// Every matchable pattern of `by_seq`, compiled together. Edited in
-    /// place under the write lock (an insert or removal costs O(pattern
-    /// length)), so a subscriber churning patterns holds publishers up for
-    /// no longer than that.
     trie: PatternTrie,
+}
+
+impl<P> PatternTable<P> {
+    /// The entries of the patterns matching `channel`, in creation order.
+    fn matching(&self, channel: &[u8]) -> SmallVec<[&PatternEntry<P>; 4]> {
+        let mut keys: SmallVec<[PatternKey; 8]> = SmallVec::new();
+        self.trie.matches_into(channel, &mut keys);
+        keys.sort_unstable();
+        keys.iter().map(|key| &self.by_seq[key]).collect()
+    }
+}
+
+/// `Patterns::state` packs the table's version (high 32 bits) and the
+/// number of distinct live patterns (low 32 bits), so one load gives both.
+const COUNT_BITS: u32 = 32;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+
+struct Patterns<P> {
+    /// Read by every publish, written only by pattern (un)subscribes.
+    state: AtomicU64,
+    /// Sharded: a publisher locks only its own thread's shard to read, so
+    /// readers write no cache line in common.
+    table: ShardedLock<PatternTable<P>>,
 }
 
 /// The broker's state, shared by every `Broker` handle (strongly) and every
 /// `Subscriber` (weakly: subscribers must not keep the broker alive, or they
 /// could never learn that it is gone).
 pub(crate) struct Registry<P> {
-    shards: Box<[Padded<Mutex<Shard<P>>>]>,
-    patterns: RwLock<PatternTable<P>>,
-    /// The number of distinct live patterns, readable without the lock, so a
-    /// publish skips the pattern table entirely when there are none.
-    pattern_count: AtomicUsize,
-    /// Each live subscriber's endpoint, for its confirmations. Owned here so
-    /// that dropping the last broker handle drops every sender and
-    /// subscribers see "disconnected" once drained.
-    endpoints: Mutex<FastMap<SubId, Endpoint<P>>>,
+    stripes: Box<[Padded<Stripe<P>>]>,
+    patterns: Patterns<P>,
+    /// Every live subscriber's mailbox, so that each learns when the broker
+    /// is gone.
+    mailboxes: Mutex<FastMap<u64, Weak<Mailbox<P>>>>,
+    next_id: AtomicU64,
     /// Subscribers evicted by `Overflow::Disconnect` (rare: one atomic).
     evicted: AtomicU64,
-    /// Sees every `Broker::publish` before delivery (the Redis bridge);
-    /// `tapped` lets a publish skip the lock when there is none. Compiled
-    /// only with the `redis` feature: without it a publish pays nothing.
+    /// Sees every `Broker::publish` before delivery (the Redis bridge).
     #[cfg(feature = "redis")]
-    tap: RwLock<Option<Tap<P>>>,
+    tap: parking_lot::RwLock<Option<Tap<P>>>,
     #[cfg(feature = "redis")]
     tapped: std::sync::atomic::AtomicBool,
-    next_id: AtomicU64,
     hasher: Hasher,
 }
 
 impl<P> std::fmt::Debug for Registry<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
-            .field("shards", &self.shards.len())
-            .field("patterns", &self.pattern_count.load(Ordering::Relaxed))
+            .field("stripes", &self.stripes.len())
+            .field("patterns", &self.numpat())
             .finish_non_exhaustive()
+    }
+}
+
+impl<P> Drop for Registry<P> {
+    fn drop(&mut self) {
+        for mailbox in self.mailboxes.get_mut().values() {
+            if let Some(mailbox) = mailbox.upgrade() {
+                mailbox.broker_gone();
+            }
+        }
     }
 }
 
@@ -222,118 +274,137 @@ impl<P> Registry<P> {
             .saturating_mul(8)
             .clamp(16, 1024)
             .next_power_of_two();
-        let shards = (0..stripes)
+        let stripes = (0..stripes)
             .map(|_| {
-                Padded(Mutex::new(Shard {
-                    channels: FastMap::default(),
-                    shard_channels: FastMap::default(),
-                    stats: ShardStats::default(),
-                }))
+                Padded(Stripe {
+                    shard: Mutex::new(Shard {
+                        channels: FastMap::default(),
+                        shard_channels: FastMap::default(),
+                        busy: SmallVec::new(),
+                    }),
+                    idle: Condvar::new(),
+                    stats: StripeStats::default(),
+                })
             })
             .collect();
         Registry {
-            shards,
-            patterns: RwLock::new(PatternTable {
-                by_seq: BTreeMap::new(),
-                seq_of: FastMap::default(),
-                next_seq: 0,
-                trie: PatternTrie::new(),
-            }),
-            pattern_count: AtomicUsize::new(0),
-            endpoints: Mutex::new(FastMap::default()),
+            stripes,
+            patterns: Patterns {
+                state: AtomicU64::new(0),
+                table: ShardedLock::new(PatternTable {
+                    by_seq: BTreeMap::new(),
+                    seq_of: FastMap::default(),
+                    next_seq: 0,
+                    trie: PatternTrie::new(),
+                }),
+            },
+            mailboxes: Mutex::new(FastMap::default()),
+            next_id: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             #[cfg(feature = "redis")]
-            tap: RwLock::new(None),
+            tap: parking_lot::RwLock::new(None),
             #[cfg(feature = "redis")]
             tapped: std::sync::atomic::AtomicBool::new(false),
-            next_id: AtomicU64::new(0),
             hasher: Hasher::default(),
         }
     }
 
-    fn shard(&self, name: &[u8]) -> &Mutex<Shard<P>> {
+    fn stripe(&self, name: &[u8]) -> &Stripe<P> {
         let hash = self.hasher.hash_one(name);
-        // The top bits: the map inside the shard uses the low ones.
-        let index = (hash >> 32) as usize & (self.shards.len() - 1);
-        &self.shards[index].0
+        // The top bits: the map inside the stripe uses the low ones.
+        let index = (hash >> 32) as usize & (self.stripes.len() - 1);
+        &self.stripes[index].0
     }
 
     // ---- subscribers -------------------------------------------------------
 
-    /// A fresh subscriber id.
-    pub(crate) fn next_id(&self) -> SubId {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    /// Registers a new subscriber's mailbox; returns its id.
+    pub(crate) fn register(&self, mailbox: &Arc<Mailbox<P>>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.mailboxes.lock().insert(id, Arc::downgrade(mailbox));
+        id
     }
 
-    /// Registers subscriber `id`'s endpoint.
-    pub(crate) fn register(&self, id: SubId, endpoint: Endpoint<P>) {
-        self.endpoints.lock().insert(id, endpoint);
-    }
-
-    /// Subscriber `id`'s endpoint, for its subscriptions and confirmations;
-    /// `None` once it is unregistered (dropped or evicted).
-    pub(crate) fn endpoint(&self, id: SubId) -> Option<Endpoint<P>> {
-        self.endpoints.lock().get(&id).cloned()
+    /// Forgets a dropped subscriber's mailbox.
+    pub(crate) fn unregister(&self, id: u64) {
+        let mut mailboxes = self.mailboxes.lock();
+        mailboxes.remove(&id);
+        shrink_when_sparse(&mut *mailboxes);
     }
 
     // ---- channels ----------------------------------------------------------
 
-    /// Adds `endpoint`'s subscriber to channel `name` in `space` and queues
+    /// Adds `mailbox`'s subscriber to channel `name` in `space` and queues
     /// `confirmation`, atomically with respect to publishes on `name`.
-    /// Confirmations are never subject to a limit.
     pub(crate) fn add_channel(
         &self,
         space: Space,
         name: &Name,
-        endpoint: &Endpoint<P>,
+        mailbox: &Arc<Mailbox<P>>,
         confirmation: Message<P>,
     ) {
-        let mut shard = self.shard(name).lock();
+        let stripe = self.stripe(name);
+        let mut shard = stripe.lock_idle(space, name);
         shard
             .map_mut(space)
             .entry(name.clone())
             .or_default()
-            .push(endpoint.clone());
+            .add(mailbox);
         // Under the lock: no delivery on `name` can overtake it.
-        let _ = endpoint.tx.send(confirmation);
+        mailbox.confirm(confirmation, None);
     }
 
-    /// Removes the subscriber that owns `tx` from channel `name` in `space`
+    /// Removes `mailbox`'s subscriber from channel `name` in `space`
     /// (dropping the entry when it was the last) and queues `confirmation`,
     /// if any, atomically with respect to publishes on `name`.
     pub(crate) fn remove_channel(
         &self,
         space: Space,
         name: &Name,
-        tx: &Sender<Message<P>>,
+        mailbox: &Arc<Mailbox<P>>,
         confirmation: Option<Message<P>>,
     ) {
-        let mut shard = self.shard(name).lock();
+        let stripe = self.stripe(name);
+        let mut shard = stripe.lock_idle(space, name);
         let map = shard.map_mut(space);
         if let MapEntry::Occupied(mut entry) = map.entry(name.clone()) {
-            remove_endpoint(entry.get_mut(), tx);
-            if entry.get().is_empty() {
+            entry.get_mut().remove(mailbox);
+            if entry.get().list.is_empty() {
                 entry.remove();
                 shrink_when_sparse(map);
             }
         }
         if let Some(confirmation) = confirmation {
-            let _ = tx.send(confirmation);
+            mailbox.confirm(confirmation, None);
         }
     }
 
     // ---- patterns ----------------------------------------------------------
 
-    /// Adds `endpoint`'s subscriber to `pattern` (creating the pattern's
-    /// entry if it is new) and queues `confirmation`, atomically with respect
-    /// to every publish.
+    /// Stores a new table version (and pattern count) and returns the
+    /// version. Called under the table's write lock.
+    fn bump(&self, count: usize) -> u64 {
+        let version = (self.patterns.state.load(Ordering::Relaxed) >> COUNT_BITS) + 1;
+        self.patterns
+            .state
+            .store((version << COUNT_BITS) | count as u64, Ordering::Release);
+        version
+    }
+
+    /// Adds `mailbox`'s subscriber to `pattern` (creating the pattern's
+    /// entry if it is new) and queues `confirmation`, atomically with
+    /// respect to every publish.
     pub(crate) fn add_pattern(
         &self,
         pattern: &Name,
-        endpoint: &Endpoint<P>,
+        mailbox: &Arc<Mailbox<P>>,
         confirmation: Message<P>,
     ) {
-        let mut table = self.patterns.write();
+        let mut table = self
+            .patterns
+            .table
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let table = &mut *table;
         let seq = match table.seq_of.entry(pattern.clone()) {
             MapEntry::Occupied(entry) => *entry.get(),
@@ -351,72 +422,72 @@ impl<P> Registry<P> {
                     PatternEntry {
                         name: pattern.clone(),
                         in_trie,
-                        subscribers: SmallVec::new(),
+                        subscribers: Subscribers::default(),
                     },
                 );
-                self.pattern_count.fetch_add(1, Ordering::Release);
                 seq
             }
         };
         let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
-        entry.subscribers.push(endpoint.clone());
-        let _ = endpoint.tx.send(confirmation);
+        entry.subscribers.add(mailbox);
+        let version = self.bump(table.by_seq.len());
+        mailbox.confirm(confirmation, Some(version));
     }
 
-    /// Removes the subscriber that owns `tx` from `pattern` (dropping the
-    /// pattern when it was the last) and queues `confirmation`, if any,
-    /// atomically with respect to every publish.
+    /// Removes `mailbox`'s subscriber from `pattern` (dropping the pattern
+    /// when it was the last) and queues `confirmation`, if any, atomically
+    /// with respect to every publish.
     pub(crate) fn remove_pattern(
         &self,
         pattern: &Name,
-        tx: &Sender<Message<P>>,
+        mailbox: &Arc<Mailbox<P>>,
         confirmation: Option<Message<P>>,
     ) {
-        let mut table = self.patterns.write();
+        let mut table = self
+            .patterns
+            .table
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let table = &mut *table;
         if let Some(&seq) = table.seq_of.get(pattern.as_bytes()) {
             let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
-            remove_endpoint(&mut entry.subscribers, tx);
-            if entry.subscribers.is_empty() {
+            entry.subscribers.remove(mailbox);
+            if entry.subscribers.list.is_empty() {
                 if entry.in_trie {
                     table.trie.remove(Glob::new(pattern).tokens(), seq);
                 }
                 table.by_seq.remove(&seq);
                 table.seq_of.remove(pattern.as_bytes());
                 shrink_when_sparse(&mut table.seq_of);
-                self.pattern_count.fetch_sub(1, Ordering::Release);
             }
         }
-        if let Some(confirmation) = confirmation {
-            let _ = tx.send(confirmation);
+        let version = self.bump(table.by_seq.len());
+        match confirmation {
+            Some(confirmation) => mailbox.confirm(confirmation, Some(version)),
+            None => mailbox.stamp(version),
         }
     }
 
-    /// Removes every subscription in `held` (silently) and unregisters
-    /// subscriber `id`: what dropping a subscriber and evicting it for
-    /// overflow both do.
-    pub(crate) fn forget(&self, id: SubId, tx: &Sender<Message<P>>, held: &mut Held) {
+    /// Removes every subscription in `held` silently: what dropping a
+    /// subscriber and evicting it for overflow both do.
+    pub(crate) fn forget(&self, mailbox: &Arc<Mailbox<P>>, held: &mut crate::held::Held) {
         for name in held.channels.drain() {
-            self.remove_channel(Space::Channel, &name, tx, None);
+            self.remove_channel(Space::Channel, &name, mailbox, None);
         }
         for name in held.shards.drain() {
-            self.remove_channel(Space::Shard, &name, tx, None);
+            self.remove_channel(Space::Shard, &name, mailbox, None);
         }
         for name in held.patterns.drain() {
-            self.remove_pattern(&name, tx, None);
+            self.remove_pattern(&name, mailbox, None);
         }
-        *held = Held::default();
-        self.endpoints.lock().remove(&id);
+        *held = crate::held::Held::default();
     }
 
-    /// Evicts a bounded subscriber that overflowed under
-    /// `Overflow::Disconnect`. Called with no lock held.
-    fn evict(&self, endpoint: &Endpoint<P>) {
-        let Some(limiter) = &endpoint.limiter else {
-            return;
-        };
-        let mut held = limiter.held.lock();
-        self.forget(limiter.id, &endpoint.tx, &mut held);
+    /// Evicts a subscriber that overflowed under `Overflow::Disconnect`.
+    /// Called with no lock held.
+    fn evict(&self, mailbox: &Arc<Mailbox<P>>) {
+        let mut held = mailbox.held.lock();
+        self.forget(mailbox, &mut held);
         self.evicted.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -445,92 +516,25 @@ impl<P> Registry<P> {
 
     /// The broker-wide counters.
     pub(crate) fn stats(&self) -> BrokerStats {
-        let mut stats = BrokerStats::default();
-        for shard in &*self.shards {
-            let shard = shard.0.lock();
-            stats.published += shard.stats.published.load(Ordering::Relaxed);
-            stats.delivered += shard.stats.delivered.load(Ordering::Relaxed);
-            stats.dropped += shard.stats.dropped.load(Ordering::Relaxed);
+        let (mut published, mut queued, mut dropped, mut pushed_out) = (0, 0, 0, 0);
+        for stripe in &*self.stripes {
+            let stats = &stripe.0.stats;
+            published += stats.published.load(Ordering::Relaxed);
+            queued += stats.queued.load(Ordering::Relaxed);
+            dropped += stats.dropped.load(Ordering::Relaxed);
+            pushed_out += stats.pushed_out.load(Ordering::Relaxed);
         }
-        stats.disconnected = self.evicted.load(Ordering::Relaxed);
-        stats
+        BrokerStats {
+            published,
+            delivered: queued.saturating_sub(pushed_out),
+            dropped: dropped + pushed_out,
+            disconnected: self.evicted.load(Ordering::Relaxed),
+        }
     }
 
     /// The number of distinct live patterns.
     pub(crate) fn numpat(&self) -> usize {
-        self.pattern_count.load(Ordering::Acquire)
-    }
-}
-
-impl<P: Clone> Registry<P> {
-    // ---- publishing --------------------------------------------------------
-
-    /// Delivers `payload` on `channel` to its exact subscribers in `space`
-    /// and, for [`Space::Channel`], to every matching pattern's subscribers;
-    /// returns the number of deliveries (Redis's count).
-    pub(crate) fn publish(&self, space: Space, channel: &[u8], payload: P) -> usize {
-        let shard = self.shard(channel).lock();
-        let check_patterns =
-            space == Space::Channel && self.pattern_count.load(Ordering::Acquire) > 0;
-        // Every delivery but the last gets a clone; the last takes the payload
-        // itself, so a publish to one subscriber clones nothing.
-        let mut payload = Some(payload);
-        let mut hand_out = |last: bool| {
-            match (last, &mut payload) {
-                (true, payload) => payload.take(),
-                (false, Some(payload)) => Some(payload.clone()),
-                (false, None) => None,
-            }
-            .expect("only the last delivery takes the payload")
-        };
-        let mut tally = Tally::default();
-        // The channel's `Name`: taken from the map when the channel has
-        // exact subscribers, built at most once otherwise.
-        let mut name: Option<Name> = None;
-        if let Some((key, endpoints)) = shard.map(space).get_key_value(channel) {
-            for (at, endpoint) in endpoints.iter().enumerate() {
-                let payload = hand_out(!check_patterns && at + 1 == endpoints.len());
-                let channel = key.clone();
-                let message = match space {
-                    Space::Channel => Message::Message { channel, payload },
-                    Space::Shard => Message::SMessage { channel, payload },
-                };
-                tally.count(endpoint, endpoint.offer(message));
-            }
-            if check_patterns {
-                name = Some(key.clone());
-            }
-        }
-        if check_patterns {
-            let table = self.patterns.read();
-            let mut matched: SmallVec<[PatternKey; 8]> = SmallVec::new();
-            table.trie.matches_into(channel, &mut matched);
-            // Creation order: the documented pmessage order.
-            matched.sort_unstable();
-            for (nth, seq) in matched.iter().enumerate() {
-                let entry = &table.by_seq[seq];
-                let channel_name = name.get_or_insert_with(|| Name::from(channel));
-                for (at, endpoint) in entry.subscribers.iter().enumerate() {
-                    let last = nth + 1 == matched.len() && at + 1 == entry.subscribers.len();
-                    let message = Message::PMessage {
-                        pattern: entry.name.clone(),
-                        channel: channel_name.clone(),
-                        payload: hand_out(last),
-                    };
-                    tally.count(endpoint, endpoint.offer(message));
-                }
-            }
-        }
-        ShardStats::add(&shard.stats.published, 1);
-        ShardStats::add(&shard.stats.delivered, tally.queued);
-        ShardStats::add(&shard.stats.dropped, tally.dropped);
-        // Hold the shard lock to the end: the next publish on this channel
-        // must not start delivering before this one has finished.
-        drop(shard);
-        for endpoint in &tally.evict {
-            self.evict(endpoint);
-        }
-        tally.counted
+        (self.patterns.state.load(Ordering::Acquire) & COUNT_MASK) as usize
     }
 
     // ---- introspection -----------------------------------------------------
@@ -538,8 +542,8 @@ impl<P: Clone> Registry<P> {
     /// Live channels in `space`, filtered by `pattern`, sorted by bytes.
     pub(crate) fn channels(&self, space: Space, pattern: Option<&Glob>) -> Vec<Name> {
         let mut names = Vec::new();
-        for shard in &*self.shards {
-            let shard = shard.0.lock();
+        for stripe in &*self.stripes {
+            let shard = stripe.0.shard.lock();
             names.extend(
                 shard
                     .map(space)
@@ -554,109 +558,383 @@ impl<P: Clone> Registry<P> {
 
     /// The number of exact subscribers of `name` in `space`.
     pub(crate) fn numsub(&self, space: Space, name: &[u8]) -> usize {
-        self.shard(name)
+        self.stripe(name)
+            .shard
             .lock()
             .map(space)
             .get(name)
-            .map_or(0, SmallVec::len)
+            .map_or(0, |subscribers| subscribers.list.len())
     }
 }
 
-/// Gives a map's memory back once it is mostly empty, so a burst of names
-/// does not pin its peak capacity for the broker's lifetime. Halving only at
-/// a quarter full keeps the cost amortized O(1) per removal.
-pub(crate) fn shrink_when_sparse<T: Sparse>(map: &mut T) {
-    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
-        map.shrink_to(map.len() * 2);
-    }
-}
-
-/// The maps and sets `shrink_when_sparse` serves.
-pub(crate) trait Sparse {
-    fn len(&self) -> usize;
-    fn capacity(&self) -> usize;
-    fn shrink_to(&mut self, capacity: usize);
-}
-
-impl<K: std::hash::Hash + Eq, V> Sparse for FastMap<K, V> {
-    fn len(&self) -> usize {
-        HashMap::len(self)
-    }
-    fn capacity(&self) -> usize {
-        HashMap::capacity(self)
-    }
-    fn shrink_to(&mut self, capacity: usize) {
-        HashMap::shrink_to(self, capacity);
-    }
-}
-
-impl<K: std::hash::Hash + Eq> Sparse for FastSet<K> {
-    fn len(&self) -> usize {
-        std::collections::HashSet::len(self)
-    }
-    fn capacity(&self) -> usize {
-        std::collections::HashSet::capacity(self)
-    }
-    fn shrink_to(&mut self, capacity: usize) {
-        std::collections::HashSet::shrink_to(self, capacity);
-    }
-}
-
-/// What one publish did, endpoint by endpoint.
-struct Tally<P> {
-    /// Redis's count: every subscriber the message was offered to, queued
-    /// or dropped by its policy.
-    counted: usize,
+/// What one publish did, kept by a guard so that it is recorded (and
+/// evictions and the busy mark are dealt with) even if a payload's `clone`
+/// panics half way.
+struct Tally<'r, P> {
+    registry: &'r Registry<P>,
+    stats: &'r StripeStats,
+    counted: u64,
     queued: u64,
     dropped: u64,
+    pushed_out: u64,
     /// Subscribers that overflowed under `Overflow::Disconnect`, evicted
-    /// once the shard lock is released.
-    evict: SmallVec<[Endpoint<P>; 1]>,
+    /// once no lock is held.
+    evict: SmallVec<[Arc<Mailbox<P>>; 1]>,
+    /// The channel this publish marked busy, released at the end.
+    busy: Option<(&'r Stripe<P>, Space, Name)>,
 }
 
-impl<P> Default for Tally<P> {
-    fn default() -> Self {
-        Tally {
+impl<P> Tally<'_, P> {
+    fn count(&mut self, mailbox: &Arc<Mailbox<P>>, offered: Offered) {
+        self.counted += offered.counted;
+        self.queued += offered.queued;
+        self.dropped += offered.dropped;
+        self.pushed_out += offered.pushed_out;
+        if offered.evict {
+            self.evict.push(Arc::clone(mailbox));
+        }
+    }
+}
+
+impl<P> Drop for Tally<'_, P> {
+    fn drop(&mut self) {
+        StripeStats::add(&self.stats.queued, self.queued);
+        StripeStats::add(&self.stats.dropped, self.dropped);
+        StripeStats::add(&self.stats.pushed_out, self.pushed_out);
+        if let Some((stripe, space, name)) = self.busy.take() {
+            let mut shard = stripe.shard.lock();
+            if let Some(at) = shard
+                .busy
+                .iter()
+                .position(|(s, busy)| *s == space && *busy == name)
+            {
+                shard.busy.swap_remove(at);
+            }
+            drop(shard);
+            stripe.idle.notify_all();
+        }
+        for mailbox in std::mem::take(&mut self.evict) {
+            self.registry.evict(&mailbox);
+        }
+    }
+}
+
+/// Hands out the payload: a clone for every delivery but the last, which
+/// takes the payload itself (so a publish to one subscriber clones nothing).
+struct Payload<P> {
+    payload: Option<P>,
+    left: usize,
+}
+
+impl<P: Clone> Payload<P> {
+    fn next(&mut self) -> P {
+        self.left = self.left.saturating_sub(1);
+        if self.left == 0 {
+            if let Some(payload) = self.payload.take() {
+                return payload;
+            }
+        }
+        self.payload
+            .clone()
+            .expect("the payload is kept until the last delivery")
+    }
+}
+
+impl<P: Clone> Registry<P> {
+    // ---- publishing --------------------------------------------------------
+
+    /// Delivers `payload` on `channel` to its exact subscribers in `space`
+    /// and, for [`Space::Channel`], to every matching pattern's subscribers;
+    /// returns the number of deliveries (Redis's count).
+    #[allow(clippy::too_many_lines)] // one lock scope, read top to bottom
+    pub(crate) fn publish(&self, space: Space, channel: &[u8], payload: P) -> usize {
+        let stripe = self.stripe(channel);
+        let mut tally = Tally {
+            registry: self,
+            stats: &stripe.stats,
             counted: 0,
             queued: 0,
             dropped: 0,
+            pushed_out: 0,
             evict: SmallVec::new(),
+            busy: None,
+        };
+        StripeStats::add(&stripe.stats.published, 1);
+        let mut shard = stripe.lock_idle(space, channel);
+        let state = match space {
+            Space::Channel => self.patterns.state.load(Ordering::Acquire),
+            Space::Shard => 0,
+        };
+        let table = (state & COUNT_MASK > 0).then(|| {
+            self.patterns
+                .table
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
+        // Read under the table's read lock when there is one: it cannot
+        // move then. Without it, a mailbox stamped later refuses as stale.
+        let version = match (space, &table) {
+            (Space::Shard, _) => u64::MAX,
+            (Space::Channel, Some(_)) => self.patterns.state.load(Ordering::Acquire) >> COUNT_BITS,
+            (Space::Channel, None) => state >> COUNT_BITS,
+        };
+        let exact = shard.map(space).get_key_value(channel);
+        let matched = table
+            .as_ref()
+            .map(|table| table.matching(channel))
+            .unwrap_or_default();
+        let blockers = exact.map_or(0, |(_, subs)| subs.blockers)
+            + matched
+                .iter()
+                .map(|e| e.subscribers.blockers)
+                .sum::<usize>();
+        let total = exact.map_or(0, |(_, subs)| subs.list.len())
+            + matched
+                .iter()
+                .map(|e| e.subscribers.list.len())
+                .sum::<usize>();
+        if total == 0 {
+            return 0;
         }
+        let channel_name = match exact {
+            Some((name, _)) => name.clone(),
+            None => Name::from(channel),
+        };
+        let make = move |payload: P| match space {
+            Space::Channel => Message::Message {
+                channel: channel_name.clone(),
+                payload,
+            },
+            Space::Shard => Message::SMessage {
+                channel: channel_name.clone(),
+                payload,
+            },
+        };
+        let mut payload = Payload {
+            payload: Some(payload),
+            left: total,
+        };
+
+        if blockers > 0 {
+            // The slow path: copy the plan, mark the channel busy, let go of
+            // every shared lock, then offer (and maybe wait).
+            payload.left += 1; // keep the payload for stale recomputations
+            let plan = plan(exact.map(|(_, subs)| subs), &matched);
+            let mut groups: SmallVec<[Owned<P>; 4]> = SmallVec::new();
+            for (mailbox, exact_too, patterns) in &plan {
+                let group = Self::group(&make, *exact_too, patterns, channel, &mut payload);
+                groups.push((Arc::clone(mailbox), *exact_too, group));
+            }
+            let kept = payload.payload.take();
+            let busy_name = make_name(exact, channel);
+            drop(plan);
+            drop(matched);
+            drop(table);
+            // Marked before the stripe is released: nothing on this channel
+            // can get between the plan and its deliveries.
+            shard.busy.push((space, busy_name.clone()));
+            drop(shard);
+            tally.busy = Some((stripe, space, busy_name));
+            let start = Instant::now();
+            for (mailbox, exact_too, mut group) in groups {
+                let patience = Patience::Until(
+                    mailbox
+                        .patience()
+                        .and_then(|patience| start.checked_add(patience)),
+                );
+                let mut version = version;
+                loop {
+                    match mailbox.offer(&mut group, version, patience) {
+                        Ok(offered) => {
+                            tally.count(&mailbox, offered);
+                            break;
+                        }
+                        Err(Refused::Gone) => break,
+                        Err(Refused::Stale) => {
+                            let Some(again) = kept.clone() else { break };
+                            let (fresh, redone) =
+                                self.regroup(&mailbox, exact_too, &make, channel, again);
+                            version = fresh;
+                            group = redone;
+                        }
+                    }
+                }
+            }
+            return tally.counted as usize;
+        }
+
+        // The fast path: nothing can wait, so everything happens under the
+        // stripe (and the pattern table's read lock, if there are patterns).
+        if matched.is_empty() {
+            let subs = &exact.expect("total > 0 without patterns").1.list;
+            for mailbox in subs {
+                let mut group: Group<P> = SmallVec::new();
+                group.push(make(payload.next()));
+                self.offer_now(
+                    mailbox, &mut group, version, true, &make, channel, &mut tally,
+                );
+            }
+        } else {
+            let plan = plan(exact.map(|(_, subs)| subs), &matched);
+            for (mailbox, exact_too, patterns) in &plan {
+                let mut group = Self::group(&make, *exact_too, patterns, channel, &mut payload);
+                self.offer_now(
+                    mailbox, &mut group, version, *exact_too, &make, channel, &mut tally,
+                );
+            }
+        }
+        drop(matched);
+        drop(table);
+        drop(shard);
+        tally.counted as usize
+    }
+
+    /// One subscriber's deliveries: its `message` (when it holds the
+    /// channel), then a `pmessage` per pattern, in creation order.
+    fn group(
+        make: &impl Fn(P) -> Message<P>,
+        exact_too: bool,
+        patterns: &[&Name],
+        channel: &[u8],
+        payload: &mut Payload<P>,
+    ) -> Group<P> {
+        let mut group: Group<P> = SmallVec::new();
+        if exact_too {
+            group.push(make(payload.next()));
+        }
+        if !patterns.is_empty() {
+            let channel = channel_of(&group, channel);
+            for pattern in patterns {
+                group.push(Message::PMessage {
+                    pattern: (*pattern).clone(),
+                    channel: channel.clone(),
+                    payload: payload.next(),
+                });
+            }
+        }
+        group
+    }
+
+    /// Offers without waiting, under the caller's locks; a stale refusal
+    /// (only possible when no pattern table lock is held) is retried with
+    /// the subscriber's deliveries recomputed from the current table.
+    #[allow(clippy::too_many_arguments)]
+    fn offer_now(
+        &self,
+        mailbox: &Arc<Mailbox<P>>,
+        group: &mut Group<P>,
+        version: u64,
+        exact_too: bool,
+        make: &impl Fn(P) -> Message<P>,
+        channel: &[u8],
+        tally: &mut Tally<'_, P>,
+    ) {
+        let mut version = version;
+        loop {
+            match mailbox.offer(group, version, Patience::None) {
+                Ok(offered) => return tally.count(mailbox, offered),
+                Err(Refused::Gone) => return,
+                Err(Refused::Stale) => {
+                    // The mailbox saw a pattern change this publish did not:
+                    // take the payload back from the group and recompute.
+                    let Some(payload) = group.first().and_then(Message::payload).cloned() else {
+                        return;
+                    };
+                    let (fresh, redone) = self.regroup(mailbox, exact_too, make, channel, payload);
+                    version = fresh;
+                    *group = redone;
+                }
+            }
+        }
+    }
+
+    /// Recomputes one subscriber's group from the current pattern table;
+    /// returns the table version it reflects.
+    fn regroup(
+        &self,
+        mailbox: &Arc<Mailbox<P>>,
+        exact_too: bool,
+        make: &impl Fn(P) -> Message<P>,
+        channel: &[u8],
+        payload: P,
+    ) -> (u64, Group<P>) {
+        let table = self
+            .patterns
+            .table
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let version = self.patterns.state.load(Ordering::Acquire) >> COUNT_BITS;
+        let patterns: SmallVec<[&Name; 4]> = table
+            .matching(channel)
+            .into_iter()
+            .filter(|entry| entry.subscribers.contains(mailbox))
+            .map(|entry| &entry.name)
+            .collect();
+        let mut payload = Payload {
+            left: usize::from(exact_too) + patterns.len(),
+            payload: Some(payload),
+        };
+        let group = Self::group(make, exact_too, &patterns, channel, &mut payload);
+        (version, group)
     }
 }
 
-impl<P> Tally<P> {
-    fn count(&mut self, endpoint: &Endpoint<P>, offer: Offer) {
-        match offer {
-            Offer::Queued => {
-                self.counted += 1;
-                self.queued += 1;
-            }
-            Offer::Dropped => {
-                self.counted += 1;
-                self.dropped += 1;
-            }
-            Offer::Displaced => {
-                // The new delivery takes the place of an older one, which
-                // was counted as delivered when it was queued and is now lost.
-                self.counted += 1;
-                self.dropped += 1;
-            }
-            Offer::Evict => {
-                self.counted += 1;
-                self.dropped += 1;
-                self.evict.push(endpoint.clone());
-            }
-            Offer::Gone => {}
-        }
-    }
+/// A subscriber's group in a publish that may wait: its mailbox, whether
+/// it holds the channel itself, and its deliveries.
+type Owned<P> = (Arc<Mailbox<P>>, bool, Group<P>);
+
+/// The channel's name, for a busy mark.
+fn make_name<P>(exact: Option<(&Name, &Subscribers<P>)>, channel: &[u8]) -> Name {
+    exact.map_or_else(|| Name::from(channel), |(name, _)| name.clone())
 }
 
-fn remove_endpoint<P>(endpoints: &mut Endpoints<P>, tx: &Sender<Message<P>>) {
-    if let Some(at) = endpoints
-        .iter()
-        .position(|endpoint| endpoint.tx.same_channel(tx))
-    {
-        endpoints.swap_remove(at);
+/// The channel name a group's `pmessage`s carry: the one its `message`
+/// already has, or a new one.
+fn channel_of<P>(group: &Group<P>, channel: &[u8]) -> Name {
+    group
+        .first()
+        .and_then(Message::channel)
+        .cloned()
+        .unwrap_or_else(|| Name::from(channel))
+}
+
+/// Who gets what from one publish: each subscriber once, with whether it
+/// holds the channel itself and the patterns (in creation order) it gets
+/// a `pmessage` for.
+type Plan<'t, P> = SmallVec<[(&'t Arc<Mailbox<P>>, bool, SmallVec<[&'t Name; 2]>); 4]>;
+
+/// (mailbox address, source: 0 for the channel, i + 1 for pattern i, mailbox)
+type Target<'t, P> = (usize, usize, &'t Arc<Mailbox<P>>);
+
+fn plan<'t, P>(exact: Option<&'t Subscribers<P>>, matched: &[&'t PatternEntry<P>]) -> Plan<'t, P> {
+    // (mailbox address, source: 0 = the channel, i + 1 = pattern i)
+    let mut targets: SmallVec<[Target<'t, P>; 8]> = SmallVec::new();
+    if let Some(subs) = exact {
+        for mailbox in &subs.list {
+            targets.push((Arc::as_ptr(mailbox) as usize, 0, mailbox));
+        }
     }
+    for (at, entry) in matched.iter().enumerate() {
+        for mailbox in &entry.subscribers.list {
+            targets.push((Arc::as_ptr(mailbox) as usize, at + 1, mailbox));
+        }
+    }
+    if !matched.is_empty() {
+        targets.sort_unstable_by_key(|&(address, source, _)| (address, source));
+    }
+    let mut plan: Plan<'t, P> = SmallVec::new();
+    let mut last = None;
+    for (address, source, mailbox) in targets {
+        if last != Some(address) {
+            plan.push((mailbox, false, SmallVec::new()));
+            last = Some(address);
+        }
+        let (_, exact_too, patterns) = plan.last_mut().expect("pushed above");
+        if source == 0 {
+            *exact_too = true;
+        } else {
+            patterns.push(&matched[source - 1].name);
+        }
+    }
+    plan
 }

@@ -1,17 +1,21 @@
-//! `Subscriber`: one consumer's subscriptions and its queue of messages.
+//! `Subscriber`: one consumer's subscriptions and its stream of messages.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select, Sender};
-use parking_lot::Mutex;
+use crossbeam_channel::Receiver;
 use smallvec::SmallVec;
 
 use crate::error::{RecvError, RecvTimeoutError, SubscribeError, TryRecvError, UnsubscribeError};
-use crate::limits::{Bound, Limiter, Overflow, SubscriberStats};
-use crate::registry::{shrink_when_sparse, Endpoint, FastSet, Registry, Space, SubId};
+use crate::fast_hash::shrink_when_sparse;
+use crate::held::{Family, Held};
+use crate::mailbox::{deadline_after, Bound, Empty, Mailbox};
+use crate::registry::{Registry, Space};
+use crate::stats::SubscriberStats;
 use crate::{Message, Name};
 
 /// One consumer of messages: the in-process twin of a Redis connection in
@@ -21,7 +25,10 @@ use crate::{Message, Name};
 /// channels ([`subscribe`](Subscriber::subscribe)), patterns
 /// ([`psubscribe`](Subscriber::psubscribe)) and shard channels
 /// ([`ssubscribe`](Subscriber::ssubscribe)), then drain it with
-/// [`recv`](Subscriber::recv) and friends in a worker loop.
+/// [`recv`](Subscriber::recv) and friends in a worker loop, with
+/// [`recv_async`](Subscriber::recv_async) or [`stream`](Subscriber::stream)
+/// in async code, or next to other channels in `select!` with
+/// [`ready`](Subscriber::ready).
 ///
 /// Every (un)subscribe call puts its Redis confirmations, one per name, into
 /// this subscriber's own stream, in order with the messages; the call also
@@ -46,147 +53,44 @@ use crate::{Message, Name};
 /// }
 /// ```
 pub struct Subscriber<P = bytes::Bytes> {
-    id: SubId,
-    rx: Receiver<Message<P>>,
+    id: u64,
+    mailbox: Arc<Mailbox<P>>,
     /// Weak, so that subscribers do not keep the broker alive: when the last
-    /// `Broker` goes, the senders go with it and `recv` reports
+    /// `Broker` goes, every mailbox is told, and `recv` reports
     /// disconnection instead of blocking forever.
     registry: Weak<Registry<P>>,
-    /// What this subscriber holds. Locked for the whole of a (un)subscribe
-    /// call so that the counts in its confirmations are consecutive even
-    /// when several threads change the subscriptions at once. Shared with
-    /// the limiter, so that an overflow eviction can remove the names.
-    held: Arc<Mutex<Held>>,
-    /// The capacity and overflow policy; `None` when unbounded.
-    limiter: Option<Arc<Limiter<P>>>,
-    /// Items taken out of the queue, for `stats`.
-    received: AtomicU64,
-}
-
-/// The three namespaces a subscriber can hold names in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    Channel,
-    Pattern,
-    Shard,
-}
-
-impl Family {
-    fn subscribed<P>(self, name: Name, count: usize) -> Message<P> {
-        match self {
-            Family::Channel => Message::Subscribe {
-                channel: name,
-                count,
-            },
-            Family::Pattern => Message::PSubscribe {
-                pattern: name,
-                count,
-            },
-            Family::Shard => Message::SSubscribe {
-                channel: name,
-                count,
-            },
-        }
-    }
-
-    fn unsubscribed<P>(self, name: Option<Name>, count: usize) -> Message<P> {
-        match self {
-            Family::Channel => Message::Unsubscribe {
-                channel: name,
-                count,
-            },
-            Family::Pattern => Message::PUnsubscribe {
-                pattern: name,
-                count,
-            },
-            Family::Shard => Message::SUnsubscribe {
-                channel: name,
-                count,
-            },
-        }
-    }
-}
-
-/// A subscriber's names in each namespace.
-#[derive(Default)]
-pub(crate) struct Held {
-    pub(crate) channels: FastSet<Name>,
-    pub(crate) patterns: FastSet<Name>,
-    pub(crate) shards: FastSet<Name>,
-}
-
-impl Held {
-    fn set(&mut self, family: Family) -> &mut FastSet<Name> {
-        match family {
-            Family::Channel => &mut self.channels,
-            Family::Pattern => &mut self.patterns,
-            Family::Shard => &mut self.shards,
-        }
-    }
-
-    /// The count Redis reports for `family`: channels + patterns share one
-    /// count, shard channels have their own.
-    fn count(&self, family: Family) -> usize {
-        match family {
-            Family::Channel | Family::Pattern => self.channels.len() + self.patterns.len(),
-            Family::Shard => self.shards.len(),
-        }
-    }
-
-    /// Every name held in `family`, in byte order (the documented order of
-    /// an unsubscribe-all).
-    fn in_order(&mut self, family: Family) -> Vec<Name> {
-        let mut names: Vec<Name> = self.set(family).iter().cloned().collect();
-        names.sort_unstable();
-        names
-    }
 }
 
 impl<P> Registry<P> {
-    fn add(&self, family: Family, name: &Name, endpoint: &Endpoint<P>, confirm: Message<P>) {
+    fn add(&self, family: Family, name: &Name, mailbox: &Arc<Mailbox<P>>, confirm: Message<P>) {
         match family {
-            Family::Channel => self.add_channel(Space::Channel, name, endpoint, confirm),
-            Family::Shard => self.add_channel(Space::Shard, name, endpoint, confirm),
-            Family::Pattern => self.add_pattern(name, endpoint, confirm),
+            Family::Channel => self.add_channel(Space::Channel, name, mailbox, confirm),
+            Family::Shard => self.add_channel(Space::Shard, name, mailbox, confirm),
+            Family::Pattern => self.add_pattern(name, mailbox, confirm),
         }
     }
 
-    fn remove(
-        &self,
-        family: Family,
-        name: &Name,
-        tx: &Sender<Message<P>>,
-        confirm: Option<Message<P>>,
-    ) {
+    fn remove(&self, family: Family, name: &Name, mailbox: &Arc<Mailbox<P>>, confirm: Message<P>) {
         match family {
-            Family::Channel => self.remove_channel(Space::Channel, name, tx, confirm),
-            Family::Shard => self.remove_channel(Space::Shard, name, tx, confirm),
-            Family::Pattern => self.remove_pattern(name, tx, confirm),
+            Family::Channel => self.remove_channel(Space::Channel, name, mailbox, Some(confirm)),
+            Family::Shard => self.remove_channel(Space::Shard, name, mailbox, Some(confirm)),
+            Family::Pattern => self.remove_pattern(name, mailbox, Some(confirm)),
         }
     }
 }
 
 impl<P: Clone + Send + 'static> Subscriber<P> {
-    pub(crate) fn new(registry: &Arc<Registry<P>>, bound: Option<Bound<P>>) -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let id = registry.next_id();
-        let held = Arc::new(Mutex::new(Held::default()));
-        let limiter =
-            bound.map(|bound| Arc::new(Limiter::new(id, bound, rx.clone(), Arc::clone(&held))));
-        registry.register(
-            id,
-            Endpoint {
-                tx,
-                limiter: limiter.clone(),
-            },
-        );
+    pub(crate) fn new(
+        registry: &Arc<Registry<P>>,
+        bound: Option<Bound<P>>,
+        confirmations: bool,
+    ) -> Self {
+        let mailbox = Arc::new(Mailbox::new(bound, confirmations));
+        let id = registry.register(&mailbox);
         Subscriber {
             id,
-            rx,
+            mailbox,
             registry: Arc::downgrade(registry),
-            held,
-            limiter,
-            received: AtomicU64::new(0),
         }
     }
 
@@ -268,17 +172,17 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     /// held (count unchanged). No message on a channel arrives after its
     /// unsubscribe confirmation.
     ///
-    /// **An empty `channels` means "all"**, as Redis's argument-less
-    /// `UNSUBSCRIBE`: every held channel is released, oldest subscription
-    /// first, one confirmation each; when none is held, a single
-    /// confirmation with `channel: None` is queued. Prefer
-    /// [`unsubscribe_all`](Subscriber::unsubscribe_all) to say so plainly.
+    /// An empty `channels` is an error ([`UnsubscribeError::NoNames`]), so
+    /// that a computed list that happens to be empty never releases
+    /// everything by accident. Redis's argument-less `UNSUBSCRIBE` ("all")
+    /// is [`unsubscribe_all`](Subscriber::unsubscribe_all).
     ///
     /// # Errors
     ///
+    /// [`UnsubscribeError::NoNames`] when `channels` is empty,
     /// [`UnsubscribeError::BrokerClosed`] when every broker handle is gone,
     /// [`UnsubscribeError::Overflowed`] after an overflow eviction (the
-    /// subscriptions are gone either way).
+    /// subscriptions are gone either way). Nothing is queued on error.
     pub fn unsubscribe<I>(&self, channels: I) -> Result<usize, UnsubscribeError>
     where
         I: IntoIterator,
@@ -287,8 +191,9 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         self.unsubscribe_in(Family::Channel, channels)
     }
 
-    /// Releases every channel: [`unsubscribe`](Subscriber::unsubscribe)
-    /// with no names.
+    /// Releases every channel (Redis's argument-less `UNSUBSCRIBE`): one
+    /// confirmation per held channel, in byte order; when none is held, a
+    /// single confirmation with `channel: None` and the current count.
     ///
     /// # Errors
     ///
@@ -305,11 +210,11 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     /// assert_eq!(sub.recv().unwrap(), Message::Unsubscribe { channel: None, count: 1 });
     /// ```
     pub fn unsubscribe_all(&self) -> Result<usize, UnsubscribeError> {
-        self.unsubscribe_in(Family::Channel, std::iter::empty::<Name>())
+        self.unsubscribe_every(Family::Channel)
     }
 
-    /// Unsubscribes from each pattern in `patterns` (Redis `PUNSUBSCRIBE`);
-    /// an empty `patterns` means all of them. Works as
+    /// Unsubscribes from each pattern in `patterns` (Redis `PUNSUBSCRIBE`).
+    /// Works as
     /// [`unsubscribe`](Subscriber::unsubscribe) does for channels.
     ///
     /// # Errors
@@ -323,19 +228,18 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         self.unsubscribe_in(Family::Pattern, patterns)
     }
 
-    /// Releases every pattern: [`punsubscribe`](Subscriber::punsubscribe)
-    /// with no names.
+    /// Releases every pattern (Redis's argument-less `PUNSUBSCRIBE`), as
+    /// [`unsubscribe_all`](Subscriber::unsubscribe_all) does for channels.
     ///
     /// # Errors
     ///
     /// As for [`unsubscribe`](Subscriber::unsubscribe).
     pub fn punsubscribe_all(&self) -> Result<usize, UnsubscribeError> {
-        self.unsubscribe_in(Family::Pattern, std::iter::empty::<Name>())
+        self.unsubscribe_every(Family::Pattern)
     }
 
     /// Unsubscribes from each shard channel in `channels` (Redis
-    /// `SUNSUBSCRIBE`); an empty `channels` means all of them. Counts are
-    /// shard channels only.
+    /// `SUNSUBSCRIBE`). Counts are shard channels only.
     ///
     /// # Errors
     ///
@@ -348,14 +252,14 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         self.unsubscribe_in(Family::Shard, channels)
     }
 
-    /// Releases every shard channel: [`sunsubscribe`](Subscriber::sunsubscribe)
-    /// with no names.
+    /// Releases every shard channel (Redis's argument-less `SUNSUBSCRIBE`),
+    /// as [`unsubscribe_all`](Subscriber::unsubscribe_all) does for channels.
     ///
     /// # Errors
     ///
     /// As for [`unsubscribe`](Subscriber::unsubscribe).
     pub fn sunsubscribe_all(&self) -> Result<usize, UnsubscribeError> {
-        self.unsubscribe_in(Family::Shard, std::iter::empty::<Name>())
+        self.unsubscribe_every(Family::Shard)
     }
 
     fn subscribe_in<I>(&self, family: Family, names: I) -> Result<usize, SubscribeError>
@@ -367,14 +271,14 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         if names.is_empty() {
             return Err(SubscribeError::NoNames);
         }
-        let (registry, mut held, endpoint) = self.open()?;
+        let (registry, mut held) = self.open()?;
         for name in names {
             let newly = held.set(family).insert(name.clone());
             let confirmation = family.subscribed(name.clone(), held.count(family));
             if newly {
-                registry.add(family, &name, &endpoint, confirmation);
+                registry.add(family, &name, &self.mailbox, confirmation);
             } else {
-                let _ = endpoint.tx.send(confirmation);
+                self.mailbox.confirm(confirmation, None);
             }
         }
         Ok(held.count(family))
@@ -385,58 +289,66 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         I: IntoIterator,
         I::Item: Into<Name>,
     {
-        let (registry, mut held, endpoint) = self.open()?;
-        let tx = &endpoint.tx;
-        let mut names: Vec<Name> = names.into_iter().map(Into::into).collect();
+        let names: SmallVec<[Name; 4]> = names.into_iter().map(Into::into).collect();
         if names.is_empty() {
-            names = held.in_order(family);
-            if names.is_empty() {
-                let _ = tx.send(family.unsubscribed(None, held.count(family)));
-                return Ok(held.count(family));
-            }
+            return Err(UnsubscribeError::NoNames);
         }
+        let (registry, mut held) = self.open()?;
+        Ok(self.release(&registry, &mut held, family, names))
+    }
+
+    fn unsubscribe_every(&self, family: Family) -> Result<usize, UnsubscribeError> {
+        let (registry, mut held) = self.open()?;
+        let names = held.in_order(family);
+        if names.is_empty() {
+            self.mailbox
+                .confirm(family.unsubscribed(None, held.count(family)), None);
+            return Ok(held.count(family));
+        }
+        Ok(self.release(&registry, &mut held, family, names))
+    }
+
+    fn release(
+        &self,
+        registry: &Registry<P>,
+        held: &mut Held,
+        family: Family,
+        names: impl IntoIterator<Item = Name>,
+    ) -> usize {
         for name in names {
             let was_held = held.set(family).remove(&name);
             let confirmation = family.unsubscribed(Some(name.clone()), held.count(family));
             if was_held {
-                registry.remove(family, &name, tx, Some(confirmation));
+                registry.remove(family, &name, &self.mailbox, confirmation);
             } else {
-                let _ = tx.send(confirmation);
+                self.mailbox.confirm(confirmation, None);
             }
         }
         shrink_when_sparse(held.set(family));
-        Ok(held.count(family))
+        held.count(family)
     }
 
-    /// The broker, this subscriber's names (locked) and its endpoint, for a
+    /// The broker and this subscriber's names (locked), for a
     /// (un)subscribe call.
-    #[allow(clippy::type_complexity)]
     fn open(
         &self,
-    ) -> Result<
-        (
-            Arc<Registry<P>>,
-            parking_lot::MutexGuard<'_, Held>,
-            Endpoint<P>,
-        ),
-        UnsubscribeError,
-    > {
+    ) -> Result<(Arc<Registry<P>>, parking_lot::MutexGuard<'_, Held>), UnsubscribeError> {
         let registry = self
             .registry
             .upgrade()
             .ok_or(UnsubscribeError::BrokerClosed)?;
-        let held = self.held.lock();
-        // Looked up under `held`: an eviction unregisters the endpoint while
-        // holding it, so a missing endpoint here means evicted.
-        let endpoint = registry
-            .endpoint(self.id)
-            .ok_or(UnsubscribeError::Overflowed)?;
-        Ok((registry, held, endpoint))
+        let held = self.mailbox.held.lock();
+        // Checked under `held`: an eviction holds it while it removes the
+        // names, and marks the mailbox before it starts.
+        if self.mailbox.overflowed() {
+            return Err(UnsubscribeError::Overflowed);
+        }
+        Ok((registry, held))
     }
 }
 
 impl<P> Subscriber<P> {
-    /// Blocks until the next message or confirmation arrives.
+    /// Blocks until the next message, confirmation or lag report arrives.
     ///
     /// # Errors
     ///
@@ -445,19 +357,10 @@ impl<P> Subscriber<P> {
     /// [`RecvError::Overflowed`] likewise after an eviction by
     /// [`Overflow::Disconnect`](crate::Overflow::Disconnect).
     pub fn recv(&self) -> Result<Message<P>, RecvError> {
-        if self.limiter.is_none() {
-            // The unbounded fast path: the queue is all there is.
-            let message = self.rx.recv().map_err(|_| RecvError::Disconnected)?;
-            self.received.fetch_add(1, Ordering::Relaxed);
-            return Ok(message);
-        }
-        self.take(Wait::Forever).map_err(|failure| match failure {
-            Failure::Overflowed => RecvError::Overflowed,
-            _ => RecvError::Disconnected,
-        })
+        self.mailbox.take(true, None).map_err(recv_error)
     }
 
-    /// Returns the next message if one is queued, without blocking.
+    /// Returns the next item if one is queued, without blocking.
     ///
     /// # Errors
     ///
@@ -465,14 +368,15 @@ impl<P> Subscriber<P> {
     /// [`TryRecvError::Disconnected`] or [`TryRecvError::Overflowed`] when
     /// nothing ever will be.
     pub fn try_recv(&self) -> Result<Message<P>, TryRecvError> {
-        self.take(Wait::No).map_err(|failure| match failure {
-            Failure::Empty | Failure::Timeout => TryRecvError::Empty,
-            Failure::Disconnected => TryRecvError::Disconnected,
-            Failure::Overflowed => TryRecvError::Overflowed,
+        self.mailbox.take(false, None).map_err(|empty| match empty {
+            Empty::Now => TryRecvError::Empty,
+            Empty::Disconnected => TryRecvError::Disconnected,
+            Empty::Overflowed => TryRecvError::Overflowed,
         })
     }
 
-    /// Waits up to `timeout` for the next message.
+    /// Waits up to `timeout` for the next item. A timeout too large to add
+    /// to the current instant (such as `Duration::MAX`) waits forever.
     ///
     /// # Errors
     ///
@@ -480,25 +384,119 @@ impl<P> Subscriber<P> {
     /// [`RecvTimeoutError::Disconnected`] or [`RecvTimeoutError::Overflowed`]
     /// when nothing ever will.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Message<P>, RecvTimeoutError> {
-        self.recv_deadline(Instant::now() + timeout)
+        self.wait_until(deadline_after(timeout))
     }
 
-    /// Waits until `deadline` for the next message.
+    /// Waits until `deadline` for the next item.
     ///
     /// # Errors
     ///
     /// As for [`recv_timeout`](Subscriber::recv_timeout).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Message<P>, RecvTimeoutError> {
-        self.take(Wait::Until(deadline))
-            .map_err(|failure| match failure {
-                Failure::Empty | Failure::Timeout => RecvTimeoutError::Timeout,
-                Failure::Disconnected => RecvTimeoutError::Disconnected,
-                Failure::Overflowed => RecvTimeoutError::Overflowed,
+        self.wait_until(Some(deadline))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<Message<P>, RecvTimeoutError> {
+        self.mailbox
+            .take(true, deadline)
+            .map_err(|empty| match empty {
+                Empty::Now => RecvTimeoutError::Timeout,
+                Empty::Disconnected => RecvTimeoutError::Disconnected,
+                Empty::Overflowed => RecvTimeoutError::Overflowed,
             })
     }
 
-    /// The subscriber's counters: queued now, received so far, dropped by
-    /// its overflow policy.
+    /// Blocks until at least one item is queued, then moves up to `limit`
+    /// queued items into `out` at once (one lock, one wake-up) and returns
+    /// how many. With `limit` 0 it returns `Ok(0)` at once.
+    ///
+    /// ```
+    /// use channelcast::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// sub.subscribe(["ticks"]).unwrap();
+    /// for i in 0..10 {
+    ///     broker.publish("ticks", i.to_string());
+    /// }
+    /// let mut batch = Vec::new();
+    /// assert_eq!(sub.recv_many(&mut batch, 100).unwrap(), 11); // the confirmation + 10
+    /// assert_eq!(batch[10].payload_str(), Some("9"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv`](Subscriber::recv), when nothing is queued and nothing
+    /// ever will be.
+    pub fn recv_many(&self, out: &mut Vec<Message<P>>, limit: usize) -> Result<usize, RecvError> {
+        self.mailbox
+            .take_many(out, limit, true, None)
+            .map_err(recv_error)
+    }
+
+    /// Moves up to `limit` queued items into `out` without blocking; returns
+    /// how many (0 when nothing is queued).
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Disconnected`] or [`TryRecvError::Overflowed`] when
+    /// nothing is queued and nothing ever will be.
+    pub fn try_recv_many(
+        &self,
+        out: &mut Vec<Message<P>>,
+        limit: usize,
+    ) -> Result<usize, TryRecvError> {
+        match self.mailbox.take_many(out, limit, false, None) {
+            Ok(taken) => Ok(taken),
+            Err(Empty::Now) => Ok(0),
+            Err(Empty::Disconnected) => Err(TryRecvError::Disconnected),
+            Err(Empty::Overflowed) => Err(TryRecvError::Overflowed),
+        }
+    }
+
+    /// Receives the next item asynchronously: a future that resolves like
+    /// [`recv`](Subscriber::recv).
+    ///
+    /// It is woken by the publisher that queues the item (no polling, no
+    /// helper thread) and works on any executor. It is **cancel-safe**:
+    /// dropping it before it resolves loses nothing (the item stays queued
+    /// for the next receive) and leaves no registration behind. Blocking
+    /// and async receives may be mixed on one subscriber.
+    ///
+    /// ```
+    /// # use channelcast::Broker;
+    /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// # rt.block_on(async {
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// sub.subscribe(["news"]).unwrap();
+    /// broker.publish("news", "hello");
+    /// assert_eq!(sub.recv_async().await.unwrap().kind(), "subscribe");
+    /// assert_eq!(sub.recv_async().await.unwrap().payload_str(), Some("hello"));
+    /// # });
+    /// ```
+    pub fn recv_async(&self) -> Recv<'_, P> {
+        Recv {
+            mailbox: &self.mailbox,
+            slot: None,
+        }
+    }
+
+    /// This subscriber's stream as a [`futures_core::Stream`]: every item
+    /// [`recv_async`](Subscriber::recv_async) would return, ending when
+    /// `recv` would return an error (check [`stats`](Subscriber::stats) or
+    /// call `try_recv` to learn which). Cancel-safe like `recv_async`.
+    pub fn stream(&self) -> MessageStream<'_, P> {
+        MessageStream {
+            mailbox: &self.mailbox,
+            slot: None,
+            done: false,
+        }
+    }
+
+    /// The subscriber's counters: items queued now, deliveries received so
+    /// far, deliveries dropped by its overflow policy. See
+    /// [`SubscriberStats`] for exactly what each counts.
     ///
     /// ```
     /// use channelcast::{Broker, Overflow};
@@ -506,108 +504,32 @@ impl<P> Subscriber<P> {
     /// let broker = Broker::new();
     /// let sub = broker.subscriber_builder().capacity(1).overflow(Overflow::DropNewest).build();
     /// sub.subscribe(["c"]).unwrap();
-    /// sub.recv().unwrap();
+    /// sub.recv().unwrap(); // a confirmation: not a delivery
     /// broker.publish("c", "kept");
     /// broker.publish("c", "dropped");
     /// let stats = sub.stats();
-    /// assert_eq!((stats.queued, stats.received, stats.dropped), (1, 1, 1));
+    /// // Queued: "kept" and the lag report for "dropped".
+    /// assert_eq!((stats.queued, stats.received, stats.dropped), (2, 0, 1));
     /// ```
     pub fn stats(&self) -> SubscriberStats {
-        SubscriberStats {
-            queued: self.len(),
-            received: self.received.load(Ordering::Relaxed),
-            dropped: self.limiter.as_ref().map_or(0, |limiter| limiter.dropped()),
-        }
+        self.mailbox.stats()
     }
 
-    /// Takes the next item: from the front `DropOldest` set aside, the
-    /// queue, or a pending lag report, in that order.
-    fn take(&self, wait: Wait) -> Result<Message<P>, Failure> {
-        loop {
-            match self.poll() {
-                Ok(message) => {
-                    self.received.fetch_add(1, Ordering::Relaxed);
-                    if let Some(limiter) = &self.limiter {
-                        limiter.took(&message);
-                    }
-                    return Ok(message);
-                }
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    let overflowed = self
-                        .limiter
-                        .as_ref()
-                        .is_some_and(|limiter| limiter.overflowed());
-                    return Err(if overflowed {
-                        Failure::Overflowed
-                    } else {
-                        Failure::Disconnected
-                    });
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) => {}
-            }
-            // Wait until the queue has something (or disconnects), without
-            // taking it: the next `poll` takes it in the right order.
-            let mut select = Select::new();
-            select.recv(&self.rx);
-            match wait {
-                Wait::No => return Err(Failure::Empty),
-                Wait::Forever => {
-                    select.ready();
-                }
-                Wait::Until(deadline) => {
-                    if select.ready_deadline(deadline).is_err() {
-                        return Err(Failure::Timeout);
-                    }
-                }
-            }
-        }
-    }
-
-    fn poll(&self) -> Result<Message<P>, crossbeam_channel::TryRecvError> {
-        let Some(limiter) = &self.limiter else {
-            return self.rx.try_recv();
-        };
-        let item = if limiter.policy == Overflow::DropOldest {
-            // Under the front lock, so a publisher dropping the oldest item
-            // cannot take it from under us and reorder the stream.
-            let mut front = limiter.front.lock();
-            match limiter.pop_front(&mut front) {
-                Some(item) => Ok(item),
-                None => self.rx.try_recv(),
-            }
-        } else {
-            self.rx.try_recv()
-        };
-        match item {
-            Err(empty_or_gone) => limiter
-                .take_unreported()
-                .map(|missed| Message::Lagged { missed })
-                .ok_or(empty_or_gone),
-            item => item,
-        }
-    }
-
-    /// A blocking iterator over messages; it ends when the broker is gone
-    /// and the queue is drained.
+    /// A blocking iterator over items; it ends when the broker is gone
+    /// (or the subscriber was evicted) and the queue is drained.
     pub fn iter(&self) -> Iter<'_, P> {
         Iter { subscriber: self }
     }
 
-    /// A non-blocking iterator over the messages queued right now.
+    /// A non-blocking iterator over the items queued right now.
     pub fn try_iter(&self) -> TryIter<'_, P> {
         TryIter { subscriber: self }
     }
 
-    /// The number of messages, confirmations and lag reports waiting.
+    /// The number of items (messages, confirmations and lag reports)
+    /// waiting.
     pub fn len(&self) -> usize {
-        let front = self.limiter.as_ref().map_or(0, |limiter| {
-            if limiter.has_front() {
-                limiter.front.lock().len()
-            } else {
-                0
-            }
-        });
-        self.rx.len() + front
+        self.mailbox.len()
     }
 
     /// Whether nothing is waiting.
@@ -615,43 +537,54 @@ impl<P> Subscriber<P> {
         self.len() == 0
     }
 
-    /// The underlying crossbeam receiver, for waiting on this subscriber
-    /// next to other channels with [`crossbeam_channel::select!`] or
-    /// [`crossbeam_channel::Select`]. Receiving from it is the same as
-    /// calling [`recv`](Subscriber::recv) for an unbounded subscriber; it
-    /// disconnects when the broker is gone. Keep the `Subscriber` alive while
-    /// you use it: dropping the subscriber removes its subscriptions.
+    /// A readiness handle, for waiting on this subscriber next to other
+    /// channels with [`crossbeam_channel::select!`] or
+    /// [`crossbeam_channel::Select`]: it is ready whenever an item may be
+    /// waiting (or the stream has ended). When it fires, drain the
+    /// subscriber with [`try_recv`](Subscriber::try_recv) until `Empty`.
     ///
-    /// A *bounded* subscriber may hold lag reports and (under
-    /// [`Overflow::DropOldest`]) confirmations outside this queue: use
-    /// [`Select::ready`](crossbeam_channel::Select::ready) on the receiver,
-    /// then this subscriber's [`try_recv`](Subscriber::try_recv), so that
-    /// nothing is skipped.
+    /// Items are never read from the handle itself, so bounds, `Block`
+    /// wake-ups, byte accounting, `DropOldest` order, lag reports and
+    /// [`stats`](Subscriber::stats) all work exactly as through `recv`. A
+    /// wake-up may find nothing to take (another receive took it first):
+    /// just wait again.
     ///
     /// ```
     /// use crossbeam_channel::{select, unbounded};
-    /// use channelcast::Broker;
+    /// use channelcast::{Broker, TryRecvError};
     ///
     /// let broker = Broker::new();
     /// let sub = broker.subscriber();
     /// sub.subscribe(["jobs"]).unwrap();
-    /// sub.recv().unwrap(); // the confirmation
     /// let (timer_tx, timer_rx) = unbounded();
     ///
     /// broker.publish("jobs", "one");
     /// timer_tx.send("tick").unwrap();
     /// let mut seen = Vec::new();
-    /// while seen.len() < 2 {
+    /// while seen.len() < 3 {
     ///     select! {
-    ///         recv(sub.receiver()) -> msg => seen.push(format!("job {:?}", msg.unwrap().payload())),
+    ///         recv(sub.ready()) -> _ => loop {
+    ///             match sub.try_recv() {
+    ///                 Ok(msg) => seen.push(msg.kind().to_string()),
+    ///                 Err(TryRecvError::Empty) => break,
+    ///                 Err(end) => panic!("{end}"),
+    ///             }
+    ///         },
     ///         recv(timer_rx) -> tick => seen.push(tick.unwrap().to_string()),
     ///     }
     /// }
     /// seen.sort();
-    /// assert_eq!(seen, ["job Some(b\"one\")", "tick"]);
+    /// assert_eq!(seen, ["message", "subscribe", "tick"]);
     /// ```
-    pub fn receiver(&self) -> &Receiver<Message<P>> {
-        &self.rx
+    pub fn ready(&self) -> &Receiver<()> {
+        self.mailbox.doorbell()
+    }
+}
+
+fn recv_error(empty: Empty) -> RecvError {
+    match empty {
+        Empty::Overflowed => RecvError::Overflowed,
+        Empty::Now | Empty::Disconnected => RecvError::Disconnected,
     }
 }
 
@@ -659,47 +592,105 @@ impl<P> Drop for Subscriber<P> {
     /// Removes every subscription without confirmations, like a Redis client
     /// disconnecting; names left with no subscriber disappear.
     fn drop(&mut self) {
-        if let Some(limiter) = &self.limiter {
-            // First release any publisher waiting for room: it holds a shard
-            // lock the removals below need.
-            limiter.close();
-        }
+        // First release any publisher waiting for room in this mailbox.
+        self.mailbox.subscriber_dropped();
         let Some(registry) = self.registry.upgrade() else {
             return;
         };
-        let mut held = self.held.lock();
-        if let Some(endpoint) = registry.endpoint(self.id) {
-            registry.forget(self.id, &endpoint.tx, &mut held);
-        }
+        let mut held = self.mailbox.held.lock();
+        registry.forget(&self.mailbox, &mut held);
+        drop(held);
+        registry.unregister(self.id);
     }
-}
-
-/// How long `Subscriber::take` may wait.
-#[derive(Clone, Copy)]
-enum Wait {
-    No,
-    Forever,
-    Until(Instant),
-}
-
-/// Why `Subscriber::take` returned nothing.
-enum Failure {
-    Empty,
-    Timeout,
-    Disconnected,
-    Overflowed,
 }
 
 impl<P> fmt::Debug for Subscriber<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscriber")
             .field("id", &self.id)
-            .field("queued", &self.rx.len())
+            .field("mailbox", &self.mailbox)
             .finish_non_exhaustive()
     }
 }
 
-/// A blocking iterator over a subscriber's messages, from
+/// The future of [`Subscriber::recv_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Recv<'a, P> {
+    mailbox: &'a Mailbox<P>,
+    slot: Option<u64>,
+}
+
+impl<P> Future for Recv<'_, P> {
+    type Output = Result<Message<P>, RecvError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.mailbox
+            .poll_take(cx, &mut this.slot)
+            .map(|result| result.map_err(recv_error))
+    }
+}
+
+impl<P> Drop for Recv<'_, P> {
+    fn drop(&mut self) {
+        self.mailbox.cancel(&mut self.slot);
+    }
+}
+
+impl<P> fmt::Debug for Recv<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recv").finish_non_exhaustive()
+    }
+}
+
+/// The stream of [`Subscriber::stream`].
+#[must_use = "streams do nothing unless polled"]
+pub struct MessageStream<'a, P> {
+    mailbox: &'a Mailbox<P>,
+    slot: Option<u64>,
+    done: bool,
+}
+
+impl<P> futures_core::Stream for MessageStream<'_, P> {
+    type Item = Message<P>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<P>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match this.mailbox.poll_take(cx, &mut this.slot) {
+            Poll::Ready(Ok(message)) => Poll::Ready(Some(message)),
+            Poll::Ready(Err(_)) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<P> futures_core::FusedStream for MessageStream<'_, P> {
+    fn is_terminated(&self) -> bool {
+        self.done
+    }
+}
+
+impl<P> Drop for MessageStream<'_, P> {
+    fn drop(&mut self) {
+        self.mailbox.cancel(&mut self.slot);
+    }
+}
+
+impl<P> fmt::Debug for MessageStream<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageStream")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A blocking iterator over a subscriber's items, from
 /// [`Subscriber::iter`]. Ends when the broker is gone and the queue drained.
 #[derive(Debug)]
 pub struct Iter<'a, P> {
@@ -714,7 +705,7 @@ impl<P> Iterator for Iter<'_, P> {
     }
 }
 
-/// A non-blocking iterator over the messages queued now, from
+/// A non-blocking iterator over the items queued now, from
 /// [`Subscriber::try_iter`].
 #[derive(Debug)]
 pub struct TryIter<'a, P> {

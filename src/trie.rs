@@ -26,8 +26,8 @@ use std::collections::HashSet;
 
 use smallvec::SmallVec;
 
+use crate::fast_hash::Hasher;
 use crate::glob::{ByteSet, Token};
-use crate::registry::Hasher;
 
 type NodeId = u32;
 

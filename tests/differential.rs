@@ -275,9 +275,9 @@ impl<'s> Script<'s> {
             self.rng.between(1, 3)
         };
         let names = self.random_names(family, count);
-        // With no names, call `*_all()` half of the time and pass an empty
-        // list the other half: both mean "everything".
-        let use_all_method = names.is_empty() && self.rng.percent(50);
+        // With no names, Redis releases everything: that is `*_all()` here
+        // (an empty list is an error, so that it never happens by accident).
+        let use_all_method = names.is_empty();
         self.note(format!(
             "sub{index}: {} {:?}{}",
             Show(family.unsubscribe_command()),

@@ -74,7 +74,7 @@
 
 use std::time::Duration;
 
-use channelcast::{Broker, Message, Name, Subscriber, TryRecvError};
+use channelcast::{Broker, Message, Name, Subscriber, TryRecvError, UnsubscribeError};
 
 /// How long a test waits for an item before failing instead of hanging.
 /// Never asserted on: deliveries are queued before `publish` returns.
@@ -443,9 +443,19 @@ fn unsubscribing_from_everything_confirms_even_when_nothing_is_held() {
     let broker = Broker::new();
     let sub = broker.subscriber();
 
-    // First make sure nothing is held, with the "no names means all" form …
-    assert_eq!(sub.punsubscribe(Vec::<&str>::new()), Ok(0));
-    assert_eq!(sub.unsubscribe(Vec::<&str>::new()), Ok(0));
+    // An empty list is refused (here "all" is spelled `*_all`), queueing nothing …
+    assert_eq!(
+        sub.punsubscribe(Vec::<&str>::new()),
+        Err(UnsubscribeError::NoNames)
+    );
+    assert_eq!(
+        sub.unsubscribe(Vec::<&str>::new()),
+        Err(UnsubscribeError::NoNames)
+    );
+    assert!(sub.try_recv().is_err());
+    // … and the all-forms release everything, confirming once when nothing is held.
+    assert_eq!(sub.punsubscribe_all(), Ok(0));
+    assert_eq!(sub.unsubscribe_all(), Ok(0));
     // … then ask again: each call still gets exactly one nameless reply.
     assert_eq!(sub.punsubscribe_all(), Ok(0));
     assert_eq!(sub.unsubscribe_all(), Ok(0));

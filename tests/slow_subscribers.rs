@@ -43,7 +43,8 @@ fn drop_newest_keeps_the_oldest_and_reports_the_exact_loss_in_place() {
     // Redis's count includes deliveries the policy dropped.
     assert_eq!(publish_range(&broker, 0..10), 10);
     assert_eq!(sub.stats().dropped, 7);
-    assert_eq!(sub.len(), 3);
+    // Three deliveries and the lag report standing for the seven others.
+    assert_eq!(sub.len(), 4);
     // The loss is reported where it happened: before what came after it.
     assert_eq!(sub.recv().unwrap().payload_str(), Some("0"));
     broker.publish("c", "10");
@@ -177,8 +178,12 @@ fn disconnect_evicts_like_redis_and_says_so_after_the_drain() {
     assert_eq!(broker.numsub(["c"]), [("c".into(), 1)]);
     assert_eq!(broker.numpat(), 0);
     assert_eq!(broker.publish("c", "2"), 1, "only `other` is left");
-    let kinds: Vec<_> = sub.iter().map(|m| m.kind()).collect();
-    assert_eq!(kinds, ["message", "pmessage"]);
+    let items: Vec<_> = sub.iter().collect();
+    let kinds: Vec<_> = items.iter().map(Message::kind).collect();
+    // What was queued, then what the eviction cost: the overflowing group.
+    assert_eq!(kinds, ["message", "pmessage", "lagged"]);
+    assert_eq!(items[2], Message::Lagged { missed: 2 });
+    assert_eq!(sub.stats().dropped, 2);
     assert_eq!(sub.recv(), Err(RecvError::Overflowed));
     assert_eq!(sub.try_recv(), Err(TryRecvError::Overflowed));
     assert_eq!(sub.subscribe(["c"]), Err(SubscribeError::Overflowed));
@@ -189,20 +194,56 @@ fn disconnect_evicts_like_redis_and_says_so_after_the_drain() {
 }
 
 #[test]
-fn capacity_zero_drops_every_delivery_but_still_reports() {
+fn capacity_zero_is_capacity_one_for_every_policy() {
+    for policy in [
+        Overflow::DropNewest,
+        Overflow::DropOldest,
+        Overflow::BlockFor(Duration::from_millis(1)),
+        Overflow::Disconnect,
+    ] {
+        let broker = Broker::new();
+        let sub = broker
+            .subscriber_builder()
+            .capacity(0)
+            .overflow(policy)
+            .build();
+        sub.subscribe(["c"]).unwrap();
+        assert_eq!(sub.recv().unwrap().kind(), "subscribe");
+        let counted = publish_range(&broker, 0..4);
+        // Evicted at the second publish, `Disconnect` is not counted after it.
+        let expected_count = if policy == Overflow::Disconnect { 2 } else { 4 };
+        assert_eq!(counted, expected_count, "{policy:?}");
+        let got = stream(&sub);
+        let expected: &[&str] = match policy {
+            Overflow::DropOldest => &["lag:3", "3"],
+            Overflow::Disconnect => &["0", "lag:1"],
+            _ => &["0", "lag:3"],
+        };
+        assert_eq!(got, expected, "{policy:?}");
+    }
+    // And `Block` never hangs on it: one delivery always fits.
     let broker = Broker::new();
-    let sub = broker.subscriber_builder().capacity(0).build();
+    let sub = broker
+        .subscriber_builder()
+        .capacity(0)
+        .overflow(Overflow::Block)
+        .build();
     sub.subscribe(["c"]).unwrap();
-    assert_eq!(sub.recv().unwrap().kind(), "subscribe");
-    assert_eq!(publish_range(&broker, 0..4), 4);
-    let lost: u64 = sub
-        .try_iter()
-        .map(|m| match m {
-            Message::Lagged { missed } => missed,
-            other => panic!("nothing but loss reports, got {other:?}"),
-        })
-        .sum();
-    assert_eq!(lost, 4);
+    let publisher = {
+        let broker = broker.clone();
+        std::thread::spawn(move || publish_range(&broker, 0..50))
+    };
+    let mut got = Vec::new();
+    while got.len() < 50 {
+        let msg = sub
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a Block publisher with capacity(0) makes progress");
+        if msg.is_delivery() {
+            got.push(msg.payload_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(publisher.join().unwrap(), 50);
+    assert_eq!(got, (0..50).map(|i| i.to_string()).collect::<Vec<_>>());
 }
 
 #[test]
@@ -211,10 +252,10 @@ fn unbounded_subscribers_count_what_they_received() {
     let sub = broker.subscriber();
     sub.subscribe(["c"]).unwrap();
     publish_range(&broker, 0..5);
-    sub.recv().unwrap();
+    sub.recv().unwrap(); // the confirmation: not counted as received
     sub.recv().unwrap();
     let stats = sub.stats();
-    assert_eq!((stats.queued, stats.received, stats.dropped), (4, 2, 0));
+    assert_eq!((stats.queued, stats.received, stats.dropped), (4, 1, 0));
 }
 
 #[test]

@@ -758,10 +758,11 @@ impl Worker {
             drain_into(&mut tracked, me, None);
         }
         let stats = tracked.sub.stats();
-        if stats.received != tracked.items {
+        // `received` counts deliveries only (not confirmations or lag reports).
+        if stats.received != tracked.deliveries {
             tracked.problem(&format!(
-                "stats().received is {}, {} items were taken",
-                stats.received, tracked.items
+                "stats().received is {}, {} deliveries were taken",
+                stats.received, tracked.deliveries
             ));
         }
         if tracked.bounded && tracked.missed < tracked.gaps {

@@ -1,0 +1,685 @@
+//! `Mailbox`: the one owner of a subscriber's stream.
+//!
+//! Everything that touches a subscriber's queue goes through here: the
+//! queue itself, the bound (deliveries and payload bytes), the overflow
+//! policy, the in-band [`Message::Lagged`] reports, the subscriber's
+//! counters, and every wake-up (receivers blocked in `recv`, publishers
+//! blocked for room, async tasks, and the readiness handle `select!` waits
+//! on). Publishers hand a mailbox the deliveries of one publish as one
+//! group; receivers take items out. Both happen under the mailbox's own
+//! mutex, which is a leaf lock: nothing else is ever taken while holding it,
+//! and nobody waits while holding it (condition variables release it).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use smallvec::SmallVec;
+
+use crate::held::Held;
+use crate::stats::SubscriberStats;
+use crate::Message;
+
+/// What a bounded subscriber does with a delivery that finds its queue full.
+///
+/// Set with [`SubscriberBuilder::overflow`](crate::SubscriberBuilder::overflow).
+/// Whatever the policy, a subscriber is told what it lost: dropped
+/// deliveries are reported in its stream as a [`Message::Lagged`] with the
+/// exact count, at the place where they are missing, and counted in
+/// [`SubscriberStats::dropped`] and [`BrokerStats::dropped`](crate::BrokerStats::dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// The publisher waits until the subscriber makes room.
+    ///
+    /// The waiting publisher holds no lock other work needs, except that
+    /// later publishes on the *same channel* (and (un)subscribes on that
+    /// channel) wait behind it, to keep the channel's single order.
+    ///
+    /// **Deadlock hazard:** a subscriber whose own thread publishes to a
+    /// channel that waits for it, or (un)subscribes on such a channel, never
+    /// wakes up; nor do subscribers whose threads wait for each other in a
+    /// cycle (A's thread publishes to a channel waiting for B while B's
+    /// thread publishes to one waiting for A). Prefer
+    /// [`Overflow::BlockFor`], which gives up after a while.
+    Block,
+    /// Like [`Overflow::Block`], but waits at most this long per publish
+    /// (all of its waits together), then drops and reports as
+    /// [`Overflow::DropNewest`] does. A duration too large to add to the
+    /// current instant means "forever".
+    BlockFor(Duration),
+    /// The new delivery is dropped; the queue keeps the older ones.
+    DropNewest,
+    /// The oldest queued delivery is dropped to make room (confirmations and
+    /// lag reports are never dropped); the queue keeps the newest ones.
+    DropOldest,
+    /// Redis's behaviour (`client-output-buffer-limit pubsub`): the
+    /// subscriber is unsubscribed from everything; it receives what it had
+    /// queued, then a [`Message::Lagged`] counting every delivery it missed
+    /// from the overflow on, then `recv` returns
+    /// [`RecvError::Overflowed`](crate::RecvError::Overflowed).
+    Disconnect,
+}
+
+/// A bytes bound and how to weigh a payload.
+pub(crate) type BytesBound<P> = Option<(usize, fn(&P) -> usize)>;
+
+/// A bounded subscriber's limits, fixed when it is built.
+pub(crate) struct Bound<P> {
+    /// Deliveries queued at once (at least 1).
+    pub(crate) capacity: usize,
+    /// Payload bytes queued at once, and how to weigh a payload.
+    pub(crate) bytes: BytesBound<P>,
+    pub(crate) policy: Overflow,
+}
+
+impl<P> Bound<P> {
+    /// The bytes one delivery counts for: its payload's length, at least 1
+    /// (so a bytes bound also bounds empty payloads); 0 without a bytes
+    /// bound.
+    fn weigh(&self, message: &Message<P>) -> usize {
+        match (&self.bytes, message.payload()) {
+            (Some((_, weigh)), Some(payload)) => weigh(payload).max(1),
+            _ => 0,
+        }
+    }
+
+    fn blocks(&self) -> bool {
+        matches!(self.policy, Overflow::Block | Overflow::BlockFor(_))
+    }
+}
+
+/// Why a mailbox accepts no more deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// Overflowed under `Disconnect`: being (or already) evicted.
+    Overflowed,
+    /// Every broker handle is gone.
+    BrokerGone,
+    /// The subscriber was dropped.
+    Dropped,
+}
+
+/// Why nothing could be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Empty {
+    /// Nothing queued now (or not before the deadline).
+    Now,
+    /// Nothing will ever be queued again: the broker is gone.
+    Disconnected,
+    /// Nothing will ever be queued again: evicted for overflow.
+    Overflowed,
+}
+
+/// How long a publisher may wait for room in this publish.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Patience {
+    /// Not at all: used when no subscriber of the publish can block.
+    None,
+    /// Until this instant (`None`: forever). `BlockFor` subscribers cut it
+    /// short with the publish's own deadline.
+    Until(Option<Instant>),
+}
+
+/// What became of a group of deliveries offered to a mailbox.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Offered {
+    /// Deliveries offered (Redis's count: queued or dropped).
+    pub(crate) counted: u64,
+    /// Deliveries queued.
+    pub(crate) queued: u64,
+    /// Deliveries of this group dropped by the policy.
+    pub(crate) dropped: u64,
+    /// Older deliveries pushed out to make room (`DropOldest`).
+    pub(crate) pushed_out: u64,
+    /// The subscriber overflowed under `Disconnect` with this group: the
+    /// caller must evict it once it holds no lock.
+    pub(crate) evict: bool,
+}
+
+/// The refusal of an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The subscriber is gone: nothing offered, nothing counted.
+    Gone,
+    /// The subscriber's pattern subscriptions changed after the publisher
+    /// read the pattern table: the publisher must recompute this
+    /// subscriber's pattern deliveries and offer again.
+    Stale,
+}
+
+/// A group of deliveries for one subscriber from one publish.
+pub(crate) type Group<P> = SmallVec<[Message<P>; 2]>;
+
+struct Inner<P> {
+    items: VecDeque<Message<P>>,
+    /// Deliveries in `items` (what `capacity` bounds).
+    deliveries: usize,
+    /// Payload bytes of the deliveries in `items` (with a bytes bound).
+    bytes: usize,
+    state: State,
+    /// The pattern-table version of this subscriber's latest pattern
+    /// (un)subscription; a publisher that read an older table is stale here.
+    stamp: u64,
+    received: u64,
+    dropped: u64,
+    recv_waiters: usize,
+    send_waiters: usize,
+    /// Async receivers waiting, by the id their future registered with.
+    wakers: Vec<(u64, Waker)>,
+    next_waker: u64,
+}
+
+/// One subscriber's stream and everything about it (see the module docs).
+pub(crate) struct Mailbox<P> {
+    inner: Mutex<Inner<P>>,
+    /// Receivers blocked in `recv` wait here.
+    readable: Condvar,
+    /// Publishers blocked for room (`Block`, `BlockFor`) wait here.
+    writable: Condvar,
+    bound: Option<Box<Bound<P>>>,
+    /// Whether subscribe/unsubscribe confirmations are queued.
+    confirmations: bool,
+    /// The subscriber's names. Locked for a whole (un)subscribe call, and by
+    /// an overflow eviction (which runs on a publisher's thread) or a drop
+    /// while it removes them; always before any registry lock.
+    pub(crate) held: Mutex<Held>,
+    /// The readiness handle for `select!`, made on first use: holds one
+    /// token while something may be waiting.
+    doorbell: std::sync::OnceLock<(Sender<()>, Receiver<()>)>,
+}
+
+impl<P> fmt::Debug for Mailbox<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.inner.lock();
+        f.debug_struct("Mailbox")
+            .field("queued", &inner.items.len())
+            .field("state", &inner.state)
+            .field("policy", &self.bound.as_ref().map(|bound| bound.policy))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wake-ups to run once the mailbox lock is released.
+type Wakers = SmallVec<[Waker; 1]>;
+
+impl<P> Mailbox<P> {
+    pub(crate) fn new(bound: Option<Bound<P>>, confirmations: bool) -> Self {
+        Mailbox {
+            inner: Mutex::new(Inner {
+                items: VecDeque::new(),
+                deliveries: 0,
+                bytes: 0,
+                state: State::Open,
+                stamp: 0,
+                received: 0,
+                dropped: 0,
+                recv_waiters: 0,
+                send_waiters: 0,
+                wakers: Vec::new(),
+                next_waker: 0,
+            }),
+            readable: Condvar::new(),
+            writable: Condvar::new(),
+            bound: bound.map(Box::new),
+            confirmations,
+            held: Mutex::new(Held::default()),
+            doorbell: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether a publisher may have to wait for this subscriber.
+    pub(crate) fn blocks(&self) -> bool {
+        self.bound.as_ref().is_some_and(|bound| bound.blocks())
+    }
+
+    /// The `BlockFor` patience, if that is the policy.
+    pub(crate) fn patience(&self) -> Option<Duration> {
+        match self.bound.as_ref().map(|bound| bound.policy) {
+            Some(Overflow::BlockFor(patience)) => Some(patience),
+            _ => None,
+        }
+    }
+
+    // ---- publishers ---------------------------------------------------------
+
+    /// Offers one publish's deliveries to this subscriber, as one group:
+    /// they are queued next to each other, with nothing between them.
+    /// `stamp` is the pattern-table version the publisher computed them
+    /// from. On success the group is emptied.
+    #[allow(clippy::too_many_lines)] // one lock scope, every policy side by side
+    pub(crate) fn offer(
+        &self,
+        group: &mut Group<P>,
+        stamp: u64,
+        patience: Patience,
+    ) -> Result<Offered, Refused> {
+        let mut inner = self.inner.lock();
+        let mut offered = Offered {
+            counted: group.len() as u64,
+            ..Offered::default()
+        };
+        loop {
+            match inner.state {
+                State::Open => {}
+                State::Overflowed => {
+                    // Marked for eviction: counted, as Redis counts a client
+                    // it is about to close, and reported as lost.
+                    if stamp < inner.stamp {
+                        return Err(Refused::Stale);
+                    }
+                    offered.dropped = group.len() as u64;
+                    group.clear();
+                    Self::lose(&mut inner, offered.dropped);
+                    let wakers = self.wake_receivers(&mut inner);
+                    drop(inner);
+                    wakers.into_iter().for_each(Waker::wake);
+                    return Ok(offered);
+                }
+                State::BrokerGone | State::Dropped => return Err(Refused::Gone),
+            }
+            if stamp < inner.stamp {
+                return Err(Refused::Stale);
+            }
+            let Some(bound) = &self.bound else {
+                offered.queued = group.len() as u64;
+                for message in group.drain(..) {
+                    inner.items.push_back(message);
+                }
+                inner.deliveries += offered.queued as usize;
+                break;
+            };
+            if bound.blocks() && !Self::fits_all(&inner, bound, group) {
+                let deadline = match patience {
+                    Patience::Until(deadline) => deadline,
+                    Patience::None => {
+                        debug_assert!(false, "a blocking subscriber offered without patience");
+                        Some(Instant::now())
+                    }
+                };
+                if !deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    inner.send_waiters += 1;
+                    let timed_out = match deadline {
+                        None => {
+                            self.writable.wait(&mut inner);
+                            false
+                        }
+                        Some(deadline) => {
+                            self.writable.wait_until(&mut inner, deadline).timed_out()
+                        }
+                    };
+                    inner.send_waiters -= 1;
+                    if !timed_out {
+                        // Room, a state change or a spurious wake-up: look
+                        // again from the top (the stamp may have moved).
+                        continue;
+                    }
+                    if inner.state != State::Open {
+                        continue;
+                    }
+                    if stamp < inner.stamp {
+                        return Err(Refused::Stale);
+                    }
+                }
+                // Out of patience: drop what does not fit, as DropNewest.
+            }
+            match bound.policy {
+                Overflow::Disconnect => {
+                    if Self::fits_all(&inner, bound, group) {
+                        Self::push_all(&mut inner, bound, group, &mut offered);
+                    } else {
+                        inner.state = State::Overflowed;
+                        offered.dropped = group.len() as u64;
+                        offered.evict = true;
+                        group.clear();
+                        Self::lose(&mut inner, offered.dropped);
+                        self.writable.notify_all();
+                    }
+                }
+                Overflow::DropOldest => {
+                    for message in group.drain(..) {
+                        let weight = bound.weigh(&message);
+                        while !Self::fits(&inner, bound, weight)
+                            && Self::push_out_oldest(&mut inner, bound)
+                        {
+                            offered.pushed_out += 1;
+                        }
+                        Self::push_delivery(&mut inner, message, weight);
+                        offered.queued += 1;
+                    }
+                }
+                Overflow::DropNewest | Overflow::Block | Overflow::BlockFor(_) => {
+                    for message in group.drain(..) {
+                        let weight = bound.weigh(&message);
+                        if Self::fits(&inner, bound, weight) {
+                            Self::push_delivery(&mut inner, message, weight);
+                            offered.queued += 1;
+                        } else {
+                            offered.dropped += 1;
+                            Self::lose(&mut inner, 1);
+                        }
+                    }
+                }
+            }
+            inner.dropped += offered.pushed_out;
+            break;
+        }
+        let wakers = self.wake_receivers(&mut inner);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
+        Ok(offered)
+    }
+
+    fn push_all(
+        inner: &mut Inner<P>,
+        bound: &Bound<P>,
+        group: &mut Group<P>,
+        offered: &mut Offered,
+    ) {
+        for message in group.drain(..) {
+            let weight = bound.weigh(&message);
+            Self::push_delivery(inner, message, weight);
+            offered.queued += 1;
+        }
+    }
+
+    fn push_delivery(inner: &mut Inner<P>, message: Message<P>, weight: usize) {
+        inner.items.push_back(message);
+        inner.deliveries += 1;
+        inner.bytes += weight;
+    }
+
+    /// Whether one more delivery of `weight` bytes fits. Anything fits into
+    /// a queue holding no delivery, so nothing can be stuck forever.
+    fn fits(inner: &Inner<P>, bound: &Bound<P>, weight: usize) -> bool {
+        inner.deliveries == 0
+            || (inner.deliveries < bound.capacity
+                && bound
+                    .bytes
+                    .map_or(true, |(max, _)| inner.bytes + weight <= max))
+    }
+
+    /// Whether the whole group fits at once.
+    fn fits_all(inner: &Inner<P>, bound: &Bound<P>, group: &Group<P>) -> bool {
+        if inner.deliveries == 0 {
+            return true;
+        }
+        let weight: usize = group.iter().map(|message| bound.weigh(message)).sum();
+        inner.deliveries + group.len() <= bound.capacity
+            && bound
+                .bytes
+                .map_or(true, |(max, _)| inner.bytes + weight <= max)
+    }
+
+    /// Records `missed` lost deliveries at the back of the stream.
+    fn lose(inner: &mut Inner<P>, missed: u64) {
+        inner.dropped += missed;
+        if let Some(Message::Lagged { missed: reported }) = inner.items.back_mut() {
+            *reported += missed;
+        } else {
+            inner.items.push_back(Message::Lagged { missed });
+        }
+    }
+
+    /// `DropOldest`: removes the oldest queued delivery, leaving a lag
+    /// report in its place; returns false when no delivery is queued.
+    fn push_out_oldest(inner: &mut Inner<P>, bound: &Bound<P>) -> bool {
+        let Some(at) = inner.items.iter().position(Message::is_delivery) else {
+            return false;
+        };
+        let oldest = inner.items.remove(at).expect("found above");
+        inner.deliveries -= 1;
+        inner.bytes -= bound.weigh(&oldest);
+        drop(oldest);
+        if at > 0 {
+            if let Some(Message::Lagged { missed }) = inner.items.get_mut(at - 1) {
+                *missed += 1;
+                return true;
+            }
+        }
+        if let Some(Message::Lagged { missed }) = inner.items.get_mut(at) {
+            *missed += 1;
+        } else {
+            inner.items.insert(at, Message::Lagged { missed: 1 });
+        }
+        true
+    }
+
+    /// Queues a confirmation (never bounded, never dropped). `stamp`, for a
+    /// pattern (un)subscription, is the pattern-table version that holds
+    /// the change.
+    pub(crate) fn confirm(&self, message: Message<P>, stamp: Option<u64>) {
+        let mut inner = self.inner.lock();
+        if let Some(stamp) = stamp {
+            inner.stamp = inner.stamp.max(stamp);
+        }
+        if !self.confirmations {
+            return;
+        }
+        inner.items.push_back(message);
+        let wakers = self.wake_receivers(&mut inner);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Records a pattern (un)subscription made without a confirmation (a
+    /// drop or an eviction), so that stale publishers recompute.
+    pub(crate) fn stamp(&self, stamp: u64) {
+        let mut inner = self.inner.lock();
+        inner.stamp = inner.stamp.max(stamp);
+    }
+
+    /// Wakes whoever waits to receive: one blocked thread (it passes the
+    /// wake-up on if more is left), every async task, the readiness handle.
+    fn wake_receivers(&self, inner: &mut Inner<P>) -> Wakers {
+        if inner.recv_waiters > 0 {
+            self.readable.notify_one();
+        }
+        if let Some((doorbell, _)) = self.doorbell.get() {
+            let _ = doorbell.try_send(());
+        }
+        if inner.wakers.is_empty() {
+            return Wakers::new();
+        }
+        inner.wakers.drain(..).map(|(_, waker)| waker).collect()
+    }
+
+    /// Every broker handle is gone: wake every receiver so it can see the
+    /// end once it has drained the queue.
+    pub(crate) fn broker_gone(&self) {
+        self.close(State::BrokerGone);
+    }
+
+    /// The subscriber is going away: release every publisher waiting for it.
+    pub(crate) fn subscriber_dropped(&self) {
+        self.close(State::Dropped);
+    }
+
+    fn close(&self, state: State) {
+        let mut inner = self.inner.lock();
+        if inner.state == State::Open || state == State::Dropped {
+            inner.state = state;
+        }
+        self.readable.notify_all();
+        self.writable.notify_all();
+        let wakers = self.wake_receivers(&mut inner);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Whether this subscriber was evicted for overflow.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.inner.lock().state == State::Overflowed
+    }
+
+    // ---- receivers ----------------------------------------------------------
+
+    /// Takes the next item, waiting until `deadline` (`None`: forever) when
+    /// `wait` is set.
+    pub(crate) fn take(&self, wait: bool, deadline: Option<Instant>) -> Result<Message<P>, Empty> {
+        let mut inner = self.inner.lock();
+        loop {
+            if let Some(message) = self.pop(&mut inner) {
+                if inner.recv_waiters > 0 && !inner.items.is_empty() {
+                    // Pass the wake-up on: more is queued than we took.
+                    self.readable.notify_one();
+                }
+                return Ok(message);
+            }
+            Self::ended(&inner)?;
+            if !wait {
+                return Err(Empty::Now);
+            }
+            inner.recv_waiters += 1;
+            let timed_out = match deadline {
+                None => {
+                    self.readable.wait(&mut inner);
+                    false
+                }
+                Some(deadline) => self.readable.wait_until(&mut inner, deadline).timed_out(),
+            };
+            inner.recv_waiters -= 1;
+            if timed_out {
+                return self.pop(&mut inner).ok_or(Empty::Now).or_else(|empty| {
+                    Self::ended(&inner)?;
+                    Err(empty)
+                });
+            }
+        }
+    }
+
+    /// Moves up to `limit` queued items into `out` under one lock; returns
+    /// how many. Waits for the first one like [`take`](Mailbox::take).
+    pub(crate) fn take_many(
+        &self,
+        out: &mut Vec<Message<P>>,
+        limit: usize,
+        wait: bool,
+        deadline: Option<Instant>,
+    ) -> Result<usize, Empty> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let first = self.take(wait, deadline)?;
+        out.push(first);
+        let mut inner = self.inner.lock();
+        let mut taken = 1;
+        while taken < limit {
+            match self.pop(&mut inner) {
+                Some(message) => out.push(message),
+                None => break,
+            }
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
+    /// Polls for the next item from an async task. `slot` is the future's
+    /// waker registration, kept across polls and removed by
+    /// [`cancel`](Mailbox::cancel) when the future is dropped.
+    pub(crate) fn poll_take(
+        &self,
+        cx: &mut Context<'_>,
+        slot: &mut Option<u64>,
+    ) -> Poll<Result<Message<P>, Empty>> {
+        let mut inner = self.inner.lock();
+        if let Some(message) = self.pop(&mut inner) {
+            if let Some(id) = slot.take() {
+                inner.wakers.retain(|(waiting, _)| *waiting != id);
+            }
+            return Poll::Ready(Ok(message));
+        }
+        if let Err(end) = Self::ended(&inner) {
+            if let Some(id) = slot.take() {
+                inner.wakers.retain(|(waiting, _)| *waiting != id);
+            }
+            return Poll::Ready(Err(end));
+        }
+        let id = *slot.get_or_insert_with(|| {
+            inner.next_waker += 1;
+            inner.next_waker
+        });
+        match inner.wakers.iter_mut().find(|(waiting, _)| *waiting == id) {
+            Some((_, waker)) => waker.clone_from(cx.waker()),
+            None => inner.wakers.push((id, cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+
+    /// Removes an async registration (its future was dropped).
+    pub(crate) fn cancel(&self, slot: &mut Option<u64>) {
+        if let Some(id) = slot.take() {
+            self.inner
+                .lock()
+                .wakers
+                .retain(|(waiting, _)| *waiting != id);
+        }
+    }
+
+    fn pop(&self, inner: &mut MutexGuard<'_, Inner<P>>) -> Option<Message<P>> {
+        let message = inner.items.pop_front()?;
+        let (len, capacity) = (inner.items.len(), inner.items.capacity());
+        if capacity > 32 && len * 4 < capacity {
+            // Give a drained burst's memory back (amortized: the queue grew
+            // by at least as many pushes).
+            inner.items.shrink_to(len * 2);
+        }
+        if message.is_delivery() {
+            inner.deliveries -= 1;
+            inner.received += 1;
+            if let Some(bound) = &self.bound {
+                inner.bytes -= bound.weigh(&message);
+            }
+            if inner.send_waiters > 0 {
+                self.writable.notify_all();
+            }
+        }
+        Some(message)
+    }
+
+    /// `Err` when nothing will ever be queued again.
+    fn ended(inner: &Inner<P>) -> Result<(), Empty> {
+        match inner.state {
+            State::Open | State::Dropped => Ok(()),
+            State::BrokerGone => Err(Empty::Disconnected),
+            State::Overflowed => Err(Empty::Overflowed),
+        }
+    }
+
+    /// Items waiting: deliveries, confirmations and lag reports.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().items.len()
+    }
+
+    pub(crate) fn stats(&self) -> SubscriberStats {
+        let inner = self.inner.lock();
+        SubscriberStats {
+            queued: inner.items.len(),
+            received: inner.received,
+            dropped: inner.dropped,
+        }
+    }
+
+    /// The readiness handle: a channel that holds a token whenever an item
+    /// may be waiting (or the stream has ended).
+    pub(crate) fn doorbell(&self) -> &Receiver<()> {
+        let (ring, ready) = self.doorbell.get_or_init(|| crossbeam_channel::bounded(1));
+        // Publishers ring it from now on; ring it for what came before (a
+        // spare token only costs the waiter one empty `try_recv`).
+        let inner = self.inner.lock();
+        if !inner.items.is_empty() || inner.state != State::Open {
+            let _ = ring.try_send(());
+        }
+        ready
+    }
+}
+
+/// `now + timeout`, or `None` ("forever") when that instant cannot be
+/// represented.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
