@@ -124,7 +124,8 @@ impl<P: Clone + Send + 'static> Broker<P> {
     pub fn publish(&self, channel: impl AsRef<[u8]>, payload: impl Into<P>) -> usize {
         let (channel, payload) = (channel.as_ref(), payload.into());
         #[cfg(feature = "redis")]
-        self.registry.tap(channel, &payload);
+        return self.registry.publish_local(channel, payload);
+        #[cfg(not(feature = "redis"))]
         self.registry.publish(Space::Channel, channel, payload)
     }
 

@@ -506,7 +506,7 @@ impl<P> Registry<P> {
 
     /// Shows a local publish to the tap, if there is one.
     #[cfg(feature = "redis")]
-    pub(crate) fn tap(&self, channel: &[u8], payload: &P) {
+    fn tap(&self, channel: &[u8], payload: &P) {
         if self.tapped.load(Ordering::Acquire) {
             if let Some(tap) = &*self.tap.read() {
                 tap(channel, payload);
@@ -646,8 +646,20 @@ impl<P: Clone> Registry<P> {
     /// Delivers `payload` on `channel` to its exact subscribers in `space`
     /// and, for [`Space::Channel`], to every matching pattern's subscribers;
     /// returns the number of deliveries (Redis's count).
-    #[allow(clippy::too_many_lines)] // one lock scope, read top to bottom
     pub(crate) fn publish(&self, space: Space, channel: &[u8], payload: P) -> usize {
+        self.publish_tapped(space, channel, payload, false)
+    }
+
+    /// [`publish`](Registry::publish) that also shows the publish to the
+    /// tap (the Redis bridge), under the channel's lock, so the bridge sees
+    /// a channel's publishes in the order local subscribers receive them.
+    #[cfg(feature = "redis")]
+    pub(crate) fn publish_local(&self, channel: &[u8], payload: P) -> usize {
+        self.publish_tapped(Space::Channel, channel, payload, true)
+    }
+
+    #[allow(clippy::too_many_lines)] // one lock scope, read top to bottom
+    fn publish_tapped(&self, space: Space, channel: &[u8], payload: P, tapped: bool) -> usize {
         let stripe = self.stripe(channel);
         let mut tally = Tally {
             registry: self,
@@ -661,6 +673,13 @@ impl<P: Clone> Registry<P> {
         };
         StripeStats::add(&stripe.stats.published, 1);
         let mut shard = stripe.lock_idle(space, channel);
+        #[cfg(feature = "redis")]
+        if tapped {
+            // Under the channel's lock: the tap must never block.
+            self.tap(channel, &payload);
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = tapped;
         let state = match space {
             Space::Channel => self.patterns.state.load(Ordering::Acquire),
             Space::Shard => 0,
