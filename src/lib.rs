@@ -70,7 +70,8 @@
 //!
 //! Every (un)subscribe call puts Redis's confirmations in the subscriber's
 //! own stream (one per name, with the running count) and returns the final
-//! count. Unsubscribing with no names releases everything in that namespace.
+//! count. [`unsubscribe_all`](Subscriber::unsubscribe_all) (and its pattern
+//! and shard twins) releases everything in that namespace.
 //!
 //! # Pattern syntax
 //!
@@ -111,7 +112,22 @@
 //!    by default: a subscriber that never reads never blocks a publisher.
 //!    Bounded subscribers choose their own trade-off (see
 //!    [Slow subscribers](#slow-subscribers)); only [`Overflow::Block`] and
-//!    [`Overflow::BlockFor`] make a publisher wait.
+//!    [`Overflow::BlockFor`] make a publisher wait, and a waiting publisher
+//!    holds up only later publishes and unsubscribes on its own channel.
+//! 6. **A publish is atomic in every stream.** For any subscriber and any
+//!    publish, the subscriber's deliveries from that publish (its `message`
+//!    and its `pmessage`s) are queued together, with nothing between them
+//!    (none of its own confirmations either), and they are exactly the
+//!    deliveries that the subscriptions confirmed in its stream at that
+//!    point entail, as if the publish had happened at one instant, as in
+//!    Redis.
+//!
+//! These hold on every way of receiving: [`recv`](Subscriber::recv) and its
+//! timed and non-blocking forms, [`recv_many`](Subscriber::recv_many),
+//! [`recv_async`](Subscriber::recv_async) and [`stream`](Subscriber::stream),
+//! and `select!` through [`ready`](Subscriber::ready), because every one of
+//! them takes items from the same place (the subscriber's mailbox, which
+//! also keeps its bound, its lag reports and its counters).
 //!
 //! Nothing is promised across channels: two subscribers may see publishes on
 //! *different* channels interleaved differently.
@@ -142,6 +158,43 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Receiving next to other channels: `select!`
+//!
+//! [`Subscriber::ready`] is a readiness handle: a crossbeam receiver that
+//! fires whenever an item may be waiting. Wait on it in
+//! [`crossbeam_channel::select!`] next to your other channels, then drain
+//! the subscriber with [`try_recv`](Subscriber::try_recv) until
+//! [`TryRecvError::Empty`]. Items never travel through the handle, so a
+//! bounded subscriber's bound, lag reports and counters stay exact:
+//!
+//! ```
+//! use crossbeam_channel::{select, unbounded};
+//! use channelcast::{Broker, TryRecvError};
+//!
+//! let broker = Broker::new();
+//! let sub = broker.subscriber_builder().confirmations(false).build();
+//! sub.subscribe(["orders"])?;
+//! let (stop_tx, stop_rx) = unbounded::<()>();
+//! broker.publish("orders", "o1");
+//! stop_tx.send(())?;
+//!
+//! let mut handled = Vec::new();
+//! loop {
+//!     select! {
+//!         recv(sub.ready()) -> _ => loop {
+//!             match sub.try_recv() {
+//!                 Ok(msg) => handled.push(msg.payload_str().unwrap_or_default().to_owned()),
+//!                 Err(TryRecvError::Empty) => break,
+//!                 Err(_) => return Ok(()), // the broker is gone
+//!             }
+//!         },
+//!         recv(stop_rx) -> _ => break, // another thread asked this loop to stop
+//!     }
+//! }
+//! # let _ = handled;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Slow subscribers
 //!
 //! By default a subscriber's queue is unbounded: a subscriber that stops
@@ -152,10 +205,18 @@
 //! Whatever the policy, **loss is never silent**: the subscriber finds a
 //! [`Message::Lagged`] with the exact number of deliveries it missed, at the
 //! place in its stream where they are missing, and [`Subscriber::stats`] /
-//! [`Broker::stats`] count them. `publish` still counts a dropped delivery,
-//! as Redis counts the one that overflowed a client. The bound is checked
-//! before each delivery, so publishers racing on different channels may
-//! each add one item past it; memory stays proportional to what is queued.
+//! [`Broker::stats`] count them exactly (see [`SubscriberStats`] and
+//! [`BrokerStats`] for what each counter means; the two always agree).
+//! `publish` still counts a dropped delivery, as Redis counts the one that
+//! overflowed a client.
+//!
+//! The capacity counts deliveries (`message`, `pmessage`, `smessage`);
+//! confirmations and lag reports are never bounded, dropped or displaced.
+//! The bound is exact: it is checked and applied under the subscriber's own
+//! lock. The deliveries of one publish to one subscriber are admitted
+//! together (guarantee 6), and anything fits into a queue that holds no
+//! delivery, so `capacity(0)` means `capacity(1)` and nothing can be stuck.
+//! Memory stays proportional to what is queued.
 //!
 //! [`Overflow::DropNewest`] (the builder's default) keeps what is queued and
 //! drops what does not fit:
@@ -318,7 +379,12 @@
 //!   budget, a silent default limit would change behaviour under load, and
 //!   Redis's silent eviction is its most common pub/sub complaint.
 //! - **Zero names** in `subscribe` is [`SubscribeError::NoNames`], where Redis
-//!   answers "wrong number of arguments".
+//!   answers "wrong number of arguments". Zero names in `unsubscribe`
+//!   (and `punsubscribe`, `sunsubscribe`) is [`UnsubscribeError::NoNames`],
+//!   where Redis releases everything: that form is spelled
+//!   [`unsubscribe_all`](Subscriber::unsubscribe_all) (and friends) here, so
+//!   that a computed list that happens to be empty never releases
+//!   everything by accident.
 //! - **Payloads** are any `Clone + Send` type, [`bytes::Bytes`] by default;
 //!   each delivery clones it (a reference-count increment for `Bytes`).
 

@@ -327,11 +327,11 @@ impl<P> Mailbox<P> {
                 }
                 // Out of patience: drop what does not fit, as DropNewest.
             }
-            match bound.policy {
-                Overflow::Disconnect => {
-                    if Self::fits_all(&inner, bound, group) {
-                        Self::push_all(&mut inner, bound, group, &mut offered);
-                    } else {
+            if Self::fits_all(&inner, bound, group) {
+                Self::push_all(&mut inner, bound, group, &mut offered);
+            } else {
+                match bound.policy {
+                    Overflow::Disconnect => {
                         inner.state = State::Overflowed;
                         offered.dropped = group.len() as u64;
                         offered.evict = true;
@@ -339,28 +339,24 @@ impl<P> Mailbox<P> {
                         Self::lose(&mut inner, offered.dropped);
                         self.writable.notify_all();
                     }
-                }
-                Overflow::DropOldest => {
-                    for message in group.drain(..) {
-                        let weight = bound.weigh(&message);
-                        while !Self::fits(&inner, bound, weight)
+                    Overflow::DropOldest => {
+                        while !Self::fits_all(&inner, bound, group)
                             && Self::push_out_oldest(&mut inner, bound)
                         {
                             offered.pushed_out += 1;
                         }
-                        Self::push_delivery(&mut inner, message, weight);
-                        offered.queued += 1;
+                        Self::push_all(&mut inner, bound, group, &mut offered);
                     }
-                }
-                Overflow::DropNewest | Overflow::Block | Overflow::BlockFor(_) => {
-                    for message in group.drain(..) {
-                        let weight = bound.weigh(&message);
-                        if Self::fits(&inner, bound, weight) {
-                            Self::push_delivery(&mut inner, message, weight);
-                            offered.queued += 1;
-                        } else {
-                            offered.dropped += 1;
-                            Self::lose(&mut inner, 1);
+                    Overflow::DropNewest | Overflow::Block | Overflow::BlockFor(_) => {
+                        for message in group.drain(..) {
+                            let weight = bound.weigh(&message);
+                            if Self::fits(&inner, bound, weight) {
+                                Self::push_delivery(&mut inner, message, weight);
+                                offered.queued += 1;
+                            } else {
+                                offered.dropped += 1;
+                                Self::lose(&mut inner, 1);
+                            }
                         }
                     }
                 }

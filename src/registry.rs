@@ -19,9 +19,11 @@
 //! room (`Overflow::Block`/`BlockFor`) first marks its channel *busy* in the
 //! stripe, copies what it will deliver, and releases the stripe and the
 //! pattern table; it then waits on the subscriber's mailbox alone. Later
-//! publishes and (un)subscribes on that one channel wait for the mark to
-//! clear (on the stripe's condition variable, not holding the stripe);
-//! everything else goes on.
+//! publishes and unsubscribes on that one channel wait for the mark to
+//! clear (on the stripe's condition variable, not holding the stripe), so
+//! that the channel keeps one order and no delivery lands after an
+//! unsubscribe confirmation; subscribes go ahead (the publish in flight
+//! copied its subscribers before they joined). Everything else goes on.
 //!
 //! # Why the guarantees hold
 //!
@@ -343,8 +345,11 @@ impl<P> Registry<P> {
         mailbox: &Arc<Mailbox<P>>,
         confirmation: Message<P>,
     ) {
+        // Not waiting for a busy mark: a publish in flight copied its
+        // subscribers before this one joined, so it cannot reach it; the
+        // publishes after it wait for the mark and will.
         let stripe = self.stripe(name);
-        let mut shard = stripe.lock_idle(space, name);
+        let mut shard = stripe.shard.lock();
         shard
             .map_mut(space)
             .entry(name.clone())

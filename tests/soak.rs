@@ -830,6 +830,17 @@ impl Worker {
 
 /// Takes up to `limit` items (all, when `None`) and checks them.
 fn drain_into(tracked: &mut Tracked, me: usize, limit: Option<usize>) {
+    // Every way of receiving must keep every promise, so the soak varies
+    // them: plain `try_recv`, `select!` on the readiness handle (full drains
+    // only: the idiom drains until `Empty` after each wake-up), and batches.
+    match (limit, tracked.items % 3) {
+        (None, 1) => drain_through_select(tracked, me),
+        (_, 2) => drain_in_batches(tracked, me, limit),
+        _ => drain_one_by_one(tracked, me, limit),
+    }
+}
+
+fn drain_one_by_one(tracked: &mut Tracked, me: usize, limit: Option<usize>) {
     let mut taken = 0;
     while limit.map_or(true, |limit| taken < limit) {
         match tracked.sub.try_recv() {
@@ -841,6 +852,47 @@ fn drain_into(tracked: &mut Tracked, me: usize, limit: Option<usize>) {
             }
         }
         taken += 1;
+    }
+}
+
+/// The `select!` idiom: wait on `ready()` (here: only if a token is there
+/// at once), then drain with `try_recv` until `Empty`. Anything queued
+/// without a token would be left behind and show up as a problem.
+fn drain_through_select(tracked: &mut Tracked, me: usize) {
+    loop {
+        crossbeam_channel::select! {
+            recv(tracked.sub.ready()) -> _ => {}
+            default => return,
+        }
+        loop {
+            match tracked.sub.try_recv() {
+                Ok(message) => tracked.observe(message, me),
+                Err(TryRecvError::Empty) => break,
+                Err(error) => {
+                    tracked.problem(&format!("try_recv after select: {error:?}"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn drain_in_batches(tracked: &mut Tracked, me: usize, limit: Option<usize>) {
+    let mut batch = Vec::new();
+    let mut taken = 0;
+    while limit.map_or(true, |limit| taken < limit) {
+        let room = limit.map_or(16, |limit| (limit - taken).min(16));
+        match tracked.sub.try_recv_many(&mut batch, room) {
+            Ok(0) => break,
+            Ok(n) => taken += n,
+            Err(error) => {
+                tracked.problem(&format!("try_recv_many: {error:?}"));
+                break;
+            }
+        }
+        for message in batch.drain(..) {
+            tracked.observe(message, me);
+        }
     }
 }
 
