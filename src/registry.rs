@@ -109,22 +109,15 @@ impl<P> Subscribers<P> {
     }
 }
 
-/// Running totals for `Broker::stats`, kept per stripe so that publishers
-/// on different channels do not write one shared cache line.
+/// Running totals for `Broker::stats`, kept per stripe and written only
+/// under the stripe's lock (plain additions, no atomic read-modify-write),
+/// so counting costs publishers nothing they would contend on.
 #[derive(Default)]
 struct StripeStats {
-    published: AtomicU64,
-    queued: AtomicU64,
-    dropped: AtomicU64,
-    pushed_out: AtomicU64,
-}
-
-impl StripeStats {
-    fn add(counter: &AtomicU64, n: u64) {
-        if n > 0 {
-            counter.fetch_add(n, Ordering::Relaxed);
-        }
-    }
+    published: u64,
+    queued: u64,
+    dropped: u64,
+    pushed_out: u64,
 }
 
 /// The channel maps of one stripe. Channels hash to a stripe, so
@@ -136,6 +129,7 @@ struct Shard<P> {
     shard_channels: FastMap<Name, Subscribers<P>>,
     /// Channels whose publish is waiting for room (see the module docs).
     busy: SmallVec<[(Space, Name); 1]>,
+    stats: StripeStats,
 }
 
 impl<P> Shard<P> {
@@ -166,7 +160,6 @@ struct Stripe<P> {
     shard: Mutex<Shard<P>>,
     /// Signalled when a busy channel of this stripe is released.
     idle: Condvar,
-    stats: StripeStats,
 }
 
 impl<P> Stripe<P> {
@@ -283,9 +276,9 @@ impl<P> Registry<P> {
                         channels: FastMap::default(),
                         shard_channels: FastMap::default(),
                         busy: SmallVec::new(),
+                        stats: StripeStats::default(),
                     }),
                     idle: Condvar::new(),
-                    stats: StripeStats::default(),
                 })
             })
             .collect();
@@ -523,11 +516,12 @@ impl<P> Registry<P> {
     pub(crate) fn stats(&self) -> BrokerStats {
         let (mut published, mut queued, mut dropped, mut pushed_out) = (0, 0, 0, 0);
         for stripe in &*self.stripes {
-            let stats = &stripe.0.stats;
-            published += stats.published.load(Ordering::Relaxed);
-            queued += stats.queued.load(Ordering::Relaxed);
-            dropped += stats.dropped.load(Ordering::Relaxed);
-            pushed_out += stats.pushed_out.load(Ordering::Relaxed);
+            let shard = stripe.0.shard.lock();
+            let stats = &shard.stats;
+            published += stats.published;
+            queued += stats.queued;
+            dropped += stats.dropped;
+            pushed_out += stats.pushed_out;
         }
         BrokerStats {
             published,
@@ -577,7 +571,9 @@ impl<P> Registry<P> {
 /// panics half way.
 struct Tally<'r, P> {
     registry: &'r Registry<P>,
-    stats: &'r StripeStats,
+    stripe: &'r Stripe<P>,
+    /// Whether the counts were added to the stripe's stats already.
+    recorded: bool,
     counted: u64,
     queued: u64,
     dropped: u64,
@@ -586,7 +582,7 @@ struct Tally<'r, P> {
     /// once no lock is held.
     evict: SmallVec<[Arc<Mailbox<P>>; 1]>,
     /// The channel this publish marked busy, released at the end.
-    busy: Option<(&'r Stripe<P>, Space, Name)>,
+    busy: Option<(Space, Name)>,
 }
 
 impl<P> Tally<'_, P> {
@@ -599,24 +595,37 @@ impl<P> Tally<'_, P> {
             self.evict.push(Arc::clone(mailbox));
         }
     }
+
+    /// Adds this publish to the stripe's stats; called with the stripe
+    /// locked.
+    fn record(&mut self, shard: &mut Shard<P>) {
+        if !self.recorded {
+            self.recorded = true;
+            let stats = &mut shard.stats;
+            stats.published += 1;
+            stats.queued += self.queued;
+            stats.dropped += self.dropped;
+            stats.pushed_out += self.pushed_out;
+        }
+    }
 }
 
 impl<P> Drop for Tally<'_, P> {
     fn drop(&mut self) {
-        StripeStats::add(&self.stats.queued, self.queued);
-        StripeStats::add(&self.stats.dropped, self.dropped);
-        StripeStats::add(&self.stats.pushed_out, self.pushed_out);
-        if let Some((stripe, space, name)) = self.busy.take() {
-            let mut shard = stripe.shard.lock();
-            if let Some(at) = shard
-                .busy
-                .iter()
-                .position(|(s, busy)| *s == space && *busy == name)
-            {
-                shard.busy.swap_remove(at);
+        if !self.recorded || self.busy.is_some() {
+            let mut shard = self.stripe.shard.lock();
+            self.record(&mut shard);
+            if let Some((space, name)) = self.busy.take() {
+                if let Some(at) = shard
+                    .busy
+                    .iter()
+                    .position(|(s, busy)| *s == space && *busy == name)
+                {
+                    shard.busy.swap_remove(at);
+                }
+                drop(shard);
+                self.stripe.idle.notify_all();
             }
-            drop(shard);
-            stripe.idle.notify_all();
         }
         for mailbox in std::mem::take(&mut self.evict) {
             self.registry.evict(&mailbox);
@@ -668,7 +677,8 @@ impl<P: Clone> Registry<P> {
         let stripe = self.stripe(channel);
         let mut tally = Tally {
             registry: self,
-            stats: &stripe.stats,
+            stripe,
+            recorded: false,
             counted: 0,
             queued: 0,
             dropped: 0,
@@ -676,7 +686,6 @@ impl<P: Clone> Registry<P> {
             evict: SmallVec::new(),
             busy: None,
         };
-        StripeStats::add(&stripe.stats.published, 1);
         let mut shard = stripe.lock_idle(space, channel);
         #[cfg(feature = "redis")]
         if tapped {
@@ -718,6 +727,9 @@ impl<P: Clone> Registry<P> {
                 .map(|e| e.subscribers.list.len())
                 .sum::<usize>();
         if total == 0 {
+            drop(matched);
+            drop(table);
+            tally.record(&mut shard);
             return 0;
         }
         let channel_name = match exact {
@@ -758,7 +770,7 @@ impl<P: Clone> Registry<P> {
             // can get between the plan and its deliveries.
             shard.busy.push((space, busy_name.clone()));
             drop(shard);
-            tally.busy = Some((stripe, space, busy_name));
+            tally.busy = Some((space, busy_name));
             let start = Instant::now();
             for (mailbox, exact_too, mut group) in groups {
                 let patience = Patience::Until(
@@ -809,6 +821,7 @@ impl<P: Clone> Registry<P> {
         }
         drop(matched);
         drop(table);
+        tally.record(&mut shard);
         drop(shard);
         tally.counted as usize
     }
