@@ -69,7 +69,8 @@
 //! ([`Glob::is_unmatchable`](crate::Glob::is_unmatchable)) are never inserted.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -319,6 +320,85 @@ fn plus_one(length: u32) -> u32 {
     length.saturating_add(1)
 }
 
+/// How many edges of the trie test each literal byte and each distinct
+/// class set: what the DFA's byte classes are computed from. (`?` edges and
+/// star loops accept every byte and split nothing.)
+#[derive(Debug, Clone, Default)]
+struct Alphabet {
+    /// Edges per literal byte: 256 counts, allocated with the first one.
+    bytes: Vec<u32>,
+    /// Edges per distinct class set.
+    classes: HashMap<ByteSet, u32, Hasher>,
+}
+
+/// Beyond this many distinct class sets, every byte is a class of its own
+/// (computing the classes would cost more than it saves).
+const MAX_CLASS_SETS: usize = 64;
+
+impl Alphabet {
+    fn add(&mut self, token: &Token) {
+        match token {
+            Token::Byte(byte) => {
+                if self.bytes.is_empty() {
+                    self.bytes = vec![0; 256];
+                }
+                self.bytes[usize::from(*byte)] += 1;
+            }
+            Token::Class(set) => *self.classes.entry(**set).or_insert(0) += 1,
+            Token::Any | Token::Star => {}
+        }
+    }
+
+    fn remove(&mut self, token: &Token) {
+        match token {
+            Token::Byte(byte) => self.bytes[usize::from(*byte)] -= 1,
+            Token::Class(set) => {
+                let count = self.classes.get_mut(set).expect("a counted class");
+                *count -= 1;
+                if *count == 0 {
+                    self.classes.remove(set);
+                }
+            }
+            Token::Any | Token::Star => {}
+        }
+    }
+
+    /// The class of every byte and the number of classes: two bytes share
+    /// a class when no literal edge is either of them and every class set
+    /// holds both or neither.
+    fn byte_classes(&self) -> ([u8; 256], usize) {
+        let mut classes = [0; 256];
+        if self.classes.len() > MAX_CLASS_SETS {
+            for (byte, class) in (0..=u8::MAX).zip(&mut classes) {
+                *class = byte;
+            }
+            return (classes, 256);
+        }
+        let sets: SmallVec<[&ByteSet; 8]> = self.classes.keys().collect();
+        let mut seen: SmallVec<[(u16, u64); 32]> = SmallVec::new();
+        for (byte, class) in (0..=u8::MAX).zip(&mut classes) {
+            let literal = if self.bytes.get(usize::from(byte)).is_some_and(|n| *n > 0) {
+                u16::from(byte)
+            } else {
+                256
+            };
+            let members = sets
+                .iter()
+                .enumerate()
+                .filter(|(_, set)| set.contains(byte))
+                .fold(0u64, |bits, (at, _)| bits | 1 << at);
+            let signature = (literal, members);
+            *class = if let Some(at) = seen.iter().position(|seen| *seen == signature) {
+                at as u8
+            } else {
+                seen.push(signature);
+                (seen.len() - 1) as u8
+            };
+        }
+        (classes, seen.len())
+    }
+}
+
 /// The source of process-unique trie ids (the key of the per-thread caches).
 static NEXT_TRIE_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -333,6 +413,8 @@ pub(crate) struct PatternTrie {
     id: u64,
     /// Bumped by every edit: a cache built before it is stale.
     generation: u64,
+    /// The bytes and byte sets the edges test, for the DFA's byte classes.
+    alphabet: Alphabet,
 }
 
 impl Clone for PatternTrie {
@@ -344,6 +426,7 @@ impl Clone for PatternTrie {
             free: self.free.clone(),
             id: NEXT_TRIE_ID.fetch_add(1, Ordering::Relaxed),
             generation: 0,
+            alphabet: self.alphabet.clone(),
         }
     }
 }
@@ -368,6 +451,7 @@ impl PatternTrie {
             free: Vec::new(),
             id: NEXT_TRIE_ID.fetch_add(1, Ordering::Relaxed),
             generation: 0,
+            alphabet: Alphabet::default(),
         }
     }
 
@@ -400,6 +484,7 @@ impl PatternTrie {
             } else {
                 let child = self.alloc(matches!(token, Token::Star));
                 self.nodes[at as usize].set_child(token, child);
+                self.alphabet.add(token);
                 child
             };
             path.push(at);
@@ -452,6 +537,7 @@ impl PatternTrie {
                 break;
             }
             self.nodes[path[depth] as usize].remove_child(token);
+            self.alphabet.remove(token);
             self.nodes[node as usize] = Node::new(false);
             self.free.push(node);
             deepest = depth;
@@ -460,6 +546,7 @@ impl PatternTrie {
             // Empty again: give the arena's memory back.
             self.nodes = vec![Node::new(false)];
             self.free = Vec::new();
+            self.alphabet = Alphabet::default();
             return;
         }
         // The lengths of the surviving path, bottom-up, until one is unchanged.
@@ -549,7 +636,7 @@ impl PatternTrie {
                 budget,
                 counters,
             } = caches;
-            let dfa = Dfa::for_trie(dfas, self.id, self.generation);
+            let dfa = Dfa::for_trie(dfas, self);
             match self.dfa_search(dfa, scratch, counters, *budget, channel) {
                 Outcome::Dead => {}
                 Outcome::Matched(state) => {
@@ -576,23 +663,88 @@ impl PatternTrie {
     }
 
     /// The DFA transition of `set` on `byte`, into `out` (sorted, unique).
-    fn step_set(&self, set: &[NodeId], byte: u8, out: &mut Vec<NodeId>) {
-        out.clear();
+    ///
+    /// A star node whose funnel (see [`PatternTrie::funnel`]) is in the set
+    /// is left out: the funnel reaches every end it could reach.
+    fn step_set(
+        &self,
+        set: &[NodeId],
+        byte: u8,
+        out: &mut Vec<NodeId>,
+        all: &mut Vec<NodeId>,
+        funnels: &mut HashMap<NodeId, NodeId, Hasher>,
+    ) {
+        all.clear();
         for &at in set {
             let node = &self.nodes[at as usize];
             if node.is_star() {
-                out.push(at);
+                all.push(at);
             }
             node.for_each_step(byte, |child| {
-                out.push(child);
+                all.push(child);
                 let star = self.nodes[child as usize].star;
                 if star != NONE {
-                    out.push(star);
+                    all.push(star);
                 }
             });
         }
-        out.sort_unstable();
-        out.dedup();
+        all.sort_unstable();
+        all.dedup();
+        out.clear();
+        out.extend(all.iter().copied().filter(|&at| {
+            if !self.nodes[at as usize].is_star() {
+                return true;
+            }
+            let funnel = *funnels.entry(at).or_insert_with(|| self.funnel(at));
+            funnel == NONE || all.binary_search(&funnel).is_err()
+        }));
+    }
+
+    /// The *funnel* of star node `star`: the first star node below it when
+    /// the nodes from `star` down to that one form a chain (one edge each)
+    /// that holds no end, or `NONE`. Every end below `star` is then below
+    /// its funnel, so once the funnel is live (a star stays live and takes
+    /// any bytes), `star` can reach nothing more: it can be dropped. This is
+    /// what keeps `*a*a*a…` to two live nodes. Chains below different stars
+    /// are disjoint, so computing the funnel of every star once costs
+    /// O(trie size) at most.
+    fn funnel(&self, star: NodeId) -> NodeId {
+        let mut at = star;
+        loop {
+            let node = &self.nodes[at as usize];
+            if !node.ends().is_empty() {
+                return NONE;
+            }
+            if at != star && node.is_star() {
+                return at;
+            }
+            let mut edges = node.consuming_children().chain(node.star_child());
+            match (edges.next(), edges.next()) {
+                (Some(only), None) => at = only,
+                _ => return NONE,
+            }
+        }
+    }
+
+    /// The byte index from which star node `star` must be stepped when it
+    /// has no star below it: its children only admit the last `tail` bytes
+    /// of the channel (`tail` the most its star-free subtree can read), so
+    /// stepping it earlier can only reach nodes the length filter drops.
+    /// `0` (step it at once) when a star lies below.
+    fn wake_at(&self, star: NodeId, len: usize) -> usize {
+        let node = &self.nodes[star as usize];
+        if node.star != NONE {
+            return 0;
+        }
+        let mut tail = 0;
+        for child in node.consuming_children() {
+            let max = plus_one(self.nodes[child as usize].max_rest);
+            if max == UNBOUNDED {
+                return 0;
+            }
+            tail = tail.max(max as usize);
+        }
+        len.saturating_sub(tail)
     }
 
     /// Runs the DFA over `channel`, computing and caching the transitions it
@@ -616,7 +768,7 @@ impl PatternTrie {
             // Warm: one table lookup per byte.
             let mut dead = false;
             while let Some(&byte) = channel.get(at) {
-                let next = dfa.table[state as usize * 256 + usize::from(byte)];
+                let next = dfa.table[state as usize * dfa.stride + dfa.class_of(byte)];
                 if next == UNKNOWN {
                     break;
                 }
@@ -635,7 +787,14 @@ impl PatternTrie {
                 break Outcome::Matched(state);
             };
             // Cold: compute the transition and cache it.
-            self.step_set(dfa.set(state), byte, &mut scratch.next);
+            let from = dfa.states[state as usize];
+            self.step_set(
+                &dfa.sets[from.set as usize..][..from.set_len as usize],
+                byte,
+                &mut scratch.next,
+                &mut scratch.step,
+                &mut dfa.funnels,
+            );
             at += 1;
             counters.computed += 1;
             counters.build_work += (dfa.set(state).len() + scratch.next.len()) as u64;
@@ -669,6 +828,11 @@ impl PatternTrie {
     /// `channel[at..]`) over the rest of the channel, keeping only the nodes
     /// whose length bounds admit the bytes left, and appends the ends live
     /// at the end to `out`.
+    ///
+    /// Star nodes are kept apart: each is stepped on every byte until its
+    /// funnel is live (then it is dropped), or, with no star below it,
+    /// parked until the last bytes its subtree can read (see
+    /// [`PatternTrie::wake_at`]).
     fn nfa_search(
         &self,
         scratch: &mut Scratch,
@@ -682,69 +846,125 @@ impl PatternTrie {
             live,
             step,
             stars,
+            parked,
             star_seen,
             ..
         } = scratch;
         live.clear();
         stars.clear();
+        parked.clear();
         star_seen.clear();
-        let rest = channel.len() - at;
+        let len = channel.len();
+        let rest = len - at;
         for &node in start.iter() {
             if self.nodes[node as usize].admits(rest) {
                 if self.nodes[node as usize].is_star() {
                     star_seen.insert(node);
-                    stars.push(node);
+                    self.add_star(node, at, len, stars, parked);
                 } else {
                     live.push(node);
                 }
             }
         }
         let mut work = 0;
-        for (offset, &byte) in channel[at..].iter().enumerate() {
-            if live.is_empty() && stars.is_empty() {
-                break;
+        for (index, &byte) in channel.iter().enumerate().skip(at) {
+            while let Some(&Reverse((wake, star, funnel))) = parked.peek() {
+                if wake > index {
+                    break;
+                }
+                parked.pop();
+                stars.push((star, funnel));
             }
-            let rest = rest - offset - 1;
+            if live.is_empty() && stars.is_empty() {
+                if parked.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            let rest = len - index - 1;
             step.clear();
             work += live.len() + stars.len();
             for &node in live.iter() {
-                self.nfa_step(node, byte, rest, step, stars, star_seen);
+                self.nfa_step(
+                    node,
+                    byte,
+                    rest,
+                    step,
+                    &mut (stars, parked, star_seen, index),
+                );
             }
             // Stars reached on this byte start looping on the next one: step
-            // only those live before it; keep those still close enough to
-            // an end.
+            // only those live before it; keep those still close enough to an
+            // end and not made useless by their funnel.
             let active = stars.len();
             let mut kept = 0;
-            for index in 0..active {
-                let star = stars[index];
-                self.nfa_step(star, byte, rest, step, stars, star_seen);
+            for slot in 0..active {
+                let (star, funnel) = stars[slot];
+                if funnel != NONE && star_seen.contains(&funnel) {
+                    continue;
+                }
+                self.nfa_step(
+                    star,
+                    byte,
+                    rest,
+                    step,
+                    &mut (stars, parked, star_seen, index),
+                );
                 if self.nodes[star as usize].admits(rest) {
-                    stars[kept] = star;
+                    stars[kept] = (star, funnel);
                     kept += 1;
                 }
             }
             stars.drain(kept..active);
             std::mem::swap(live, step);
         }
-        counters.nfa_bytes += (channel.len() - at) as u64;
+        counters.nfa_bytes += (len - at) as u64;
         counters.nfa_work += work as u64;
-        for node in live.iter().chain(stars.iter()) {
+        let parked = parked.iter().map(|Reverse((_, star, _))| star);
+        for node in live
+            .iter()
+            .chain(stars.iter().map(|(star, _)| star))
+            .chain(parked)
+        {
             out.extend_from_slice(self.nodes[*node as usize].ends());
         }
     }
 
-    /// Steps live node `at` over `byte` in the fallback: every child whose
-    /// edge accepts it, and that can still reach an end with `rest` bytes
-    /// left, becomes live in `next` (its star child in `stars`).
+    /// Files star node `star`, live from byte `index` on, among the stepped
+    /// stars or the parked ones.
+    fn add_star(
+        &self,
+        star: NodeId,
+        index: usize,
+        len: usize,
+        stars: &mut Vec<(NodeId, NodeId)>,
+        parked: &mut BinaryHeap<Reverse<(usize, NodeId, NodeId)>>,
+    ) {
+        let wake = self.wake_at(star, len);
+        if wake > index {
+            parked.push(Reverse((wake, star, NONE)));
+        } else {
+            stars.push((star, self.funnel(star)));
+        }
+    }
+
+    /// Steps live node `at` over byte `index` in the fallback: every child
+    /// whose edge accepts it, and that can still reach an end with `rest`
+    /// bytes left, becomes live in `next` (its star child among the stars).
     #[inline]
+    #[allow(clippy::type_complexity)]
     fn nfa_step(
         &self,
         at: NodeId,
         byte: u8,
         rest: usize,
         next: &mut Vec<NodeId>,
-        stars: &mut Vec<NodeId>,
-        star_seen: &mut HashSet<NodeId, Hasher>,
+        (stars, parked, star_seen, index): &mut (
+            &mut Vec<(NodeId, NodeId)>,
+            &mut BinaryHeap<Reverse<(usize, NodeId, NodeId)>>,
+            &mut HashSet<NodeId, Hasher>,
+            usize,
+        ),
     ) {
         self.nodes[at as usize].for_each_step(byte, |child| {
             let node = &self.nodes[child as usize];
@@ -757,7 +977,7 @@ impl PatternTrie {
                 && self.nodes[node.star as usize].admits(rest)
                 && star_seen.insert(node.star)
             {
-                stars.push(node.star);
+                self.add_star(node.star, *index + 1, rest + *index + 1, stars, parked);
             }
         });
     }
@@ -823,6 +1043,9 @@ type StateId = u32;
 const DEAD: StateId = 0;
 /// A transition not computed yet (and an empty index slot).
 const UNKNOWN: StateId = StateId::MAX;
+/// The bytes one entry of a cache's funnel map takes (key, value, control
+/// byte, rounded up).
+const FUNNEL_ENTRY_BYTES: usize = 12;
 
 /// Where a DFA search ended.
 enum Outcome {
@@ -857,19 +1080,28 @@ struct Dfa {
     sets: Vec<NodeId>,
     /// Every state's nodes with ends, back to back.
     accepting: Vec<NodeId>,
-    /// 256 transitions per state.
+    /// `stride` transitions per state, one per byte class.
     table: Vec<StateId>,
+    /// The byte class of each byte: bytes that every edge of the trie
+    /// treats alike share a class, and so a transition.
+    classes: [u8; 256],
+    /// The number of byte classes.
+    stride: usize,
     /// Open-addressed index of the states by their sets (a power of two
     /// long, at most half full).
     index: Vec<StateId>,
     hasher: foldhash::fast::FixedState,
+    /// The funnels of the star nodes met so far.
+    funnels: HashMap<NodeId, NodeId, Hasher>,
 }
 
 impl Dfa {
-    fn new(trie: u64, generation: u64) -> Dfa {
+    fn new(trie: &PatternTrie) -> Dfa {
         let mut dfa = Dfa {
-            trie,
-            generation,
+            trie: trie.id,
+            generation: trie.generation,
+            classes: [0; 256],
+            stride: 1,
             start: UNKNOWN,
             states: Vec::new(),
             sets: Vec::new(),
@@ -877,15 +1109,29 @@ impl Dfa {
             table: Vec::new(),
             index: Vec::new(),
             hasher: foldhash::fast::FixedState::default(),
+            funnels: HashMap::default(),
         };
-        dfa.clear();
+        dfa.reset(trie);
         dfa
+    }
+
+    /// Clears the cache and takes the byte classes of `trie`'s current
+    /// generation.
+    fn reset(&mut self, trie: &PatternTrie) {
+        self.generation = trie.generation;
+        (self.classes, self.stride) = trie.alphabet.byte_classes();
+        self.clear();
+    }
+
+    #[inline]
+    fn class_of(&self, byte: u8) -> usize {
+        usize::from(self.classes[usize::from(byte)])
     }
 
     /// The cache of trie `id` at `generation` in this thread's `dfas`, made
     /// the most recently used; cleared if built for an older generation.
-    fn for_trie(dfas: &mut Vec<Dfa>, id: u64, generation: u64) -> &mut Dfa {
-        match dfas.iter().position(|dfa| dfa.trie == id) {
+    fn for_trie<'a>(dfas: &'a mut Vec<Dfa>, trie: &PatternTrie) -> &'a mut Dfa {
+        match dfas.iter().position(|dfa| dfa.trie == trie.id) {
             Some(0) => {}
             Some(at) => {
                 let dfa = dfas.remove(at);
@@ -893,13 +1139,12 @@ impl Dfa {
             }
             None => {
                 dfas.truncate(CACHED_TRIES - 1);
-                dfas.insert(0, Dfa::new(id, generation));
+                dfas.insert(0, Dfa::new(trie));
             }
         }
         let dfa = &mut dfas[0];
-        if dfa.generation != generation {
-            dfa.generation = generation;
-            dfa.clear();
+        if dfa.generation != trie.generation {
+            dfa.reset(trie);
         }
         dfa
     }
@@ -913,10 +1158,12 @@ impl Dfa {
         self.table.clear();
         self.index.clear();
         self.index.resize(16, UNKNOWN);
+        self.funnels.clear();
         self.start = UNKNOWN;
         let dead = self.add(&[], &[]);
         debug_assert_eq!(dead, DEAD);
-        self.table[..256].fill(DEAD);
+        let stride = self.stride;
+        self.table[..stride].fill(DEAD);
     }
 
     fn set(&self, state: StateId) -> &[NodeId] {
@@ -949,8 +1196,9 @@ impl Dfa {
         grown(&self.states, 1)
             + grown(&self.sets, set_len)
             + grown(&self.accepting, set_len)
-            + grown(&self.table, 256)
+            + grown(&self.table, self.stride)
             + index.max(self.index.capacity()) * std::mem::size_of::<StateId>()
+            + self.funnels.capacity() * FUNNEL_ENTRY_BYTES
     }
 
     /// The bytes this cache holds.
@@ -962,6 +1210,7 @@ impl Dfa {
                 + self.table.capacity()
                 + self.index.capacity())
                 * std::mem::size_of::<StateId>()
+            + self.funnels.capacity() * FUNNEL_ENTRY_BYTES
     }
 
     /// The state for `set`, if cached.
@@ -1002,7 +1251,7 @@ impl Dfa {
             accepting_len: (self.accepting.len() - accepting) as u32,
         });
         self.sets.extend_from_slice(set);
-        self.table.resize(self.table.len() + 256, UNKNOWN);
+        self.table.resize(self.table.len() + self.stride, UNKNOWN);
         self.index[slot] = id;
         if self.states.len() * 2 > self.index.len() {
             self.grow_index();
@@ -1049,7 +1298,8 @@ impl Dfa {
     ) -> (StateId, bool) {
         let hash = self.hasher.hash_one(&scratch.next[..]);
         if let Ok(to) = self.find(&scratch.next, hash) {
-            self.table[from as usize * 256 + usize::from(byte)] = to;
+            let slot = from as usize * self.stride + self.class_of(byte);
+            self.table[slot] = to;
             return (to, false);
         }
         let mut from = from;
@@ -1065,7 +1315,8 @@ impl Dfa {
             cleared = true;
         }
         let to = self.add(&trie.nodes, &scratch.next);
-        self.table[from as usize * 256 + usize::from(byte)] = to;
+        let slot = from as usize * self.stride + self.class_of(byte);
+        self.table[slot] = to;
         (to, cleared)
     }
 }
@@ -1081,8 +1332,11 @@ struct Scratch {
     /// The fallback's live non-star nodes, and the next byte's.
     live: Vec<NodeId>,
     step: Vec<NodeId>,
-    /// The fallback's live star nodes, which stay live once reached.
-    stars: Vec<NodeId>,
+    /// The fallback's stepped star nodes (which stay live once reached),
+    /// with their funnels.
+    stars: Vec<(NodeId, NodeId)>,
+    /// The fallback's parked star nodes, by the byte index they wake at.
+    parked: BinaryHeap<Reverse<(usize, NodeId, NodeId)>>,
     star_seen: HashSet<NodeId, Hasher>,
 }
 
@@ -1450,7 +1704,7 @@ mod tests {
 
     #[test]
     fn a_tiny_cache_budget_clears_and_stays_correct() {
-        set_budget(8 * 1024);
+        set_budget(512);
         let mut rng = Rng(0xc1ea_f00d_1234_5678);
         let globs: Vec<(PatternKey, Glob)> = (0..300)
             .map(|key| (key, Glob::new(rng.bytes(b"*?[]^-abc", 8))))
@@ -1461,13 +1715,9 @@ mod tests {
         }
         take_counters();
         for _ in 0..300 {
-            let channel = rng.bytes(b"abc]", 40);
+            let channel = rng.bytes(b"abc]", 80);
             assert_eq!(trie_matches(&trie, &channel), brute_force(&globs, &channel));
-            assert!(
-                cache_bytes(&trie) <= 8 * 1024 + 4 * 1024,
-                "{}",
-                cache_bytes(&trie)
-            );
+            assert!(cache_bytes(&trie) <= 4 * 1024, "{}", cache_bytes(&trie));
         }
         let counters = take_counters();
         assert!(counters.clears > 0, "{counters:?}");
@@ -1528,6 +1778,33 @@ mod tests {
         }
     }
 
+    /// `*a` × 1,000 against 5,000 `a`s: once the star after an `a` is live,
+    /// the stars before it are dropped (their funnel is live), so the DFA's
+    /// states and the fallback's live set stay small.
+    #[test]
+    fn star_chains_keep_a_bounded_live_set() {
+        let mut trie = PatternTrie::new();
+        trie.insert(Glob::new("*a".repeat(1_000)).tokens(), 1);
+        trie.insert(Glob::new("*a".repeat(1_000) + "*").tokens(), 2);
+        let channel = "a".repeat(5_000);
+        take_counters();
+        assert_eq!(trie_matches(&trie, channel.as_bytes()), [1, 2]);
+        let cold = take_counters();
+        assert_eq!(trie_matches(&trie, channel.as_bytes()), [1, 2]);
+        let warm = take_counters();
+        eprintln!("cold {cold:?}\nwarm {warm:?}");
+        assert!(cold.build_work + cold.nfa_work <= 16 * 5_000, "{cold:?}");
+        assert_eq!(warm.lookups, 5_000, "{warm:?}");
+        // A copy has a cache of its own, empty: with no room, the fallback.
+        let trie = trie.clone();
+        set_budget(0);
+        assert_eq!(trie_matches(&trie, channel.as_bytes()), [1, 2]);
+        let fallback = take_counters();
+        set_budget(DFA_BUDGET);
+        assert_eq!(fallback.fallbacks, 1);
+        assert!(fallback.nfa_work <= 4 * 5_000, "{fallback:?}");
+    }
+
     /// A megabyte channel: once the states are built, one lookup per byte;
     /// and the first search, building them, costs a bounded amount per byte.
     #[test]
@@ -1583,6 +1860,29 @@ mod tests {
             }
         }
         set_budget(DFA_BUDGET);
+    }
+
+    #[test]
+    fn byte_classes_agree_with_few_and_many_class_sets() {
+        let mut rng = Rng(0x0c1a_55e5_0000_0001);
+        for sets in [3_u8, 100] {
+            let globs: Vec<(PatternKey, Glob)> = (0..sets)
+                .map(|n| {
+                    let pattern = [b'*', b'[', n, n.wrapping_add(1), n ^ 0x80, b']', b'x'];
+                    (PatternKey::from(n), Glob::new(pattern.to_vec()))
+                })
+                .chain([(1_000, Glob::new("*?x")), (1_001, Glob::new("*\x01x"))])
+                .collect();
+            let mut trie = PatternTrie::new();
+            for (key, glob) in &globs {
+                trie.insert(glob.tokens(), *key);
+            }
+            let all: Vec<u8> = (0..=u8::MAX).chain(*b"xxxxxxxx").collect();
+            for _ in 0..2_000 {
+                let channel = rng.bytes(&all, 6);
+                assert_eq!(trie_matches(&trie, &channel), brute_force(&globs, &channel));
+            }
+        }
     }
 
     #[test]
