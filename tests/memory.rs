@@ -264,6 +264,36 @@ fn memory_returns(n: usize) -> Returns {
     }
 }
 
+/// Memory left over (beyond a running broker's baseline) after 200,000
+/// patterns were added and removed while one pattern stays, and after
+/// 300,000 subscribers were created and dropped.
+fn churn_returns() -> (i64, i64) {
+    let broker = Broker::new();
+    let keeper = broker.subscriber();
+    keeper.psubscribe(["kept:*"]).unwrap();
+    broker.publish("kept:1", "x"); // the matcher's per-thread cache, warm
+    drain(&keeper);
+    let baseline = live();
+    let churner = broker.subscriber();
+    let patterns: Vec<String> = (0..200_000).map(|i| format!("p{i}:*:x?")).collect();
+    churner.psubscribe(&patterns).unwrap();
+    broker.publish("kept:2", "y");
+    churner.punsubscribe(&patterns).unwrap();
+    drop(patterns);
+    drop(churner);
+    broker.publish("kept:3", "z"); // the cache sees the edits and starts over
+    drain(&keeper);
+    let after_patterns = live() - baseline;
+
+    let baseline = live();
+    for _ in 0..3 {
+        let subs: Vec<Subscriber> = (0..100_000).map(|_| broker.subscriber()).collect();
+        drop(subs);
+    }
+    let after_subscribers = live() - baseline;
+    (after_patterns, after_subscribers)
+}
+
 // ---- the test -------------------------------------------------------------------
 
 #[test]
@@ -296,6 +326,12 @@ fn memory_use() {
         "zero copy, 1 MiB to 100 subscribers: {zero_copy_allocated} B allocated, \
          {zero_copy_live} B live growth ({} per delivery)",
         per(zero_copy_allocated, 100)
+    );
+
+    let (after_patterns, after_subscribers) = churn_returns();
+    eprintln!(
+        "churn: 200,000 patterns added and removed (one kept) left {after_patterns} B; \
+         300,000 subscribers created and dropped left {after_subscribers} B"
     );
 
     let returns = memory_returns(100_000);
@@ -338,6 +374,14 @@ fn memory_use() {
     assert!(
         returns.second_round - returns.dropped <= 4 * KIB,
         "a second round of 100,000 channels grew memory: {returns:?}"
+    );
+    assert!(
+        after_patterns <= 16 * KIB,
+        "pattern churn kept {after_patterns} B"
+    );
+    assert!(
+        after_subscribers <= 16 * KIB,
+        "subscriber churn kept {after_subscribers} B"
     );
     assert!(
         returns.broker_dropped.abs() <= 4 * KIB,
