@@ -219,12 +219,11 @@ pub(super) fn run(shared: &Shared, first: Option<Conn>) {
         if batch.is_empty() {
             shared.outbox.take(&mut batch, TICK);
         }
-        if batch.is_empty() {
-            if shared.stopped() {
-                break;
-            }
-            continue;
+        if batch.is_empty() && shared.stopped() {
+            break;
         }
+        // Also checked while idle, so that a dead connection is noticed
+        // (and reported by `is_connected`) before anything is written to it.
         if live.closed_by_peer() {
             shared.failed(ConnectError::Io {
                 addr: live.addr().to_owned(),
@@ -233,6 +232,9 @@ pub(super) fn run(shared: &Shared, first: Option<Conn>) {
             conn = None;
             shared.outbound_up.store(false, std::sync::atomic::Ordering::Release);
             carry.append(&mut batch);
+            continue;
+        }
+        if batch.is_empty() {
             continue;
         }
         let outcome = sender.send(shared, live, &mut batch);
