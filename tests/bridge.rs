@@ -174,7 +174,11 @@ fn publishes_made_while_the_server_is_down_are_sent_after_it_returns() {
     on_b.subscribe(["chat"]).unwrap();
     a.publish("chat", "before");
     assert_eq!(payloads(&deliveries(&on_b, 1)), ["before"]);
-    assert_eq!(bridge_a.stats().reconnects, 0, "the first connection is no reconnection");
+    assert_eq!(
+        bridge_a.stats().reconnects,
+        0,
+        "the first connection is no reconnection"
+    );
 
     server.kill();
     eventually("A notices the server is gone", || {
@@ -199,7 +203,10 @@ fn publishes_made_while_the_server_is_down_are_sent_after_it_returns() {
     let mut sub = server.conn();
     sub.call(&[b"SUBSCRIBE", b"chat"]).unwrap();
     assert!(bridge_a.wait_connected(PATIENCE), "A reconnects");
-    assert!(bridge_b.wait_connected(PATIENCE), "B reconnects and subscribes again");
+    assert!(
+        bridge_b.wait_connected(PATIENCE),
+        "B reconnects and subscribes again"
+    );
     a.publish("chat", "after");
     assert!(bridge_a.flush(PATIENCE));
     let stats = bridge_a.stats();
@@ -243,15 +250,23 @@ fn reconnections_of_both_connections_are_counted() {
     eventually("the inbound side reconnects", || {
         bridge.is_connected() && bridge.stats().reconnects == 1
     });
-    let killed = cli.call(&[b"CLIENT", b"KILL", b"TYPE", b"normal", b"SKIPME", b"yes"]).unwrap();
+    let killed = cli
+        .call(&[b"CLIENT", b"KILL", b"TYPE", b"normal", b"SKIPME", b"yes"])
+        .unwrap();
     assert!(killed.integer() >= Some(1), "{killed:?}");
     // The outbound side notices when it next has something to send.
     thread::sleep(Duration::from_millis(50));
     a.publish("chat", "x");
     assert!(bridge.flush(PATIENCE));
-    eventually("the outbound side reconnects", || bridge.stats().reconnects == 2);
+    eventually("the outbound side reconnects", || {
+        bridge.stats().reconnects == 2
+    });
     let stats = bridge.close(PATIENCE);
-    assert_eq!((stats.sent, stats.lost, stats.unknown), (1, 0, 0), "{stats:?}");
+    assert_eq!(
+        (stats.sent, stats.lost, stats.unknown),
+        (1, 0, 0),
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -269,7 +284,11 @@ fn close_and_drop_send_what_is_queued() {
         a.publish("chat", format!("{i}"));
     }
     let stats = bridge_a.close(PATIENCE);
-    assert_eq!((stats.sent, stats.lost, stats.unknown), (20_000, 0, 0), "{stats:?}");
+    assert_eq!(
+        (stats.sent, stats.lost, stats.unknown),
+        (20_000, 0, 0),
+        "{stats:?}"
+    );
     assert_eq!(deliveries(&on_b, 20_000).len(), 20_000);
 
     // Dropping does the same, within the close timeout.
@@ -309,12 +328,19 @@ fn what_close_abandons_is_counted_lost() {
     }
     published += 100;
     assert!(bridge.queued() >= 100, "{}", bridge.queued());
-    assert!(!bridge.flush(Duration::from_millis(100)), "nothing can be sent");
+    assert!(
+        !bridge.flush(Duration::from_millis(100)),
+        "nothing can be sent"
+    );
     let stats = bridge.close(Duration::from_millis(200));
     // Each publish is accounted for exactly once; the probe written into
     // the dead connection (if any) is unknown, everything queued is lost.
     assert_eq!(stats.queued, 0);
-    assert_eq!(stats.sent + stats.unknown + stats.lost, published, "{stats:?}");
+    assert_eq!(
+        stats.sent + stats.unknown + stats.lost,
+        published,
+        "{stats:?}"
+    );
     assert!(stats.lost >= 100, "{stats:?}");
     assert!(stats.unknown <= 1, "{stats:?}");
 }
@@ -339,7 +365,11 @@ fn slow_replies_are_waited_for_not_counted_lost() {
     assert_eq!(cli.read_reply().unwrap(), Reply::Simple(b"OK".to_vec()));
     assert!(bridge_a.flush(PATIENCE));
     let stats = bridge_a.stats();
-    assert_eq!((stats.sent, stats.lost, stats.unknown), (100, 0, 0), "{stats:?}");
+    assert_eq!(
+        (stats.sent, stats.lost, stats.unknown),
+        (100, 0, 0),
+        "{stats:?}"
+    );
     assert_eq!(deliveries(&on_b, 100).len(), 100);
 
     // SIGSTOP for 1 s: still within the reply timeout.
@@ -351,7 +381,11 @@ fn slow_replies_are_waited_for_not_counted_lost() {
     server.resume();
     assert!(bridge_a.flush(PATIENCE));
     let stats = bridge_a.stats();
-    assert_eq!((stats.sent, stats.lost, stats.unknown), (200, 0, 0), "{stats:?}");
+    assert_eq!(
+        (stats.sent, stats.lost, stats.unknown),
+        (200, 0, 0),
+        "{stats:?}"
+    );
     assert_eq!(deliveries(&on_b, 100).len(), 100);
 }
 
@@ -421,7 +455,10 @@ fn the_queue_is_bounded_and_its_drops_are_counted() {
         let in_flight = stats.sent - 100;
         let kept: Vec<String> = match policy {
             BridgeOverflow::DropNewest => (0..stats.sent).map(|i| i.to_string()).collect(),
-            _ => (0..in_flight).chain(900..1000).map(|i| i.to_string()).collect(),
+            _ => (0..in_flight)
+                .chain(900..1000)
+                .map(|i| i.to_string())
+                .collect(),
         };
         let got: Vec<String> = (0..kept.len())
             .map(|_| {
@@ -458,7 +495,11 @@ fn the_queue_bounds_memory_by_bytes_too() {
     assert!(stats.overflowed > 90_000, "{stats:?}");
     assert!(bridge.flush(PATIENCE));
     let stats = bridge.stats();
-    assert_eq!(stats.sent + stats.lost + stats.unknown, 100_000, "{stats:?}");
+    assert_eq!(
+        stats.sent + stats.lost + stats.unknown,
+        100_000,
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -471,7 +512,12 @@ fn gaps_from_an_evicted_subscriber_connection_are_counted_exactly() {
     let mut cli = server.conn();
     // Redis evicts a subscriber connection with 256 KiB of output pending.
     let limit = cli
-        .call(&[b"CONFIG", b"SET", b"client-output-buffer-limit", b"pubsub 256kb 0 0"])
+        .call(&[
+            b"CONFIG",
+            b"SET",
+            b"client-output-buffer-limit",
+            b"pubsub 256kb 0 0",
+        ])
         .unwrap();
     assert_eq!(limit, Reply::Simple(b"OK".to_vec()));
     let (a, bridge_a) = bridged(&server.url());
@@ -508,6 +554,7 @@ fn gaps_from_an_evicted_subscriber_connection_are_counted_exactly() {
 #[test]
 #[ignore = "needs redis-server"]
 fn local_and_remote_subscribers_see_one_order() {
+    const EACH: usize = 20_000;
     let Some(server) = Server::start(&[]) else {
         return;
     };
@@ -517,7 +564,6 @@ fn local_and_remote_subscribers_see_one_order() {
     on_a.subscribe(["chat"]).unwrap();
     let on_b = b.subscriber();
     on_b.subscribe(["chat"]).unwrap();
-    const EACH: usize = 20_000;
     let start = Arc::new(Barrier::new(2));
     let publishers: Vec<_> = ["x", "y"]
         .into_iter()
@@ -563,10 +609,16 @@ fn dropping_the_bridge_does_not_wait_for_a_blocked_subscriber() {
     for _ in 0..10 {
         cli.call(&[b"PUBLISH", b"chat", b"x"]).unwrap();
     }
-    eventually("the inbound thread is stuck", || bridge_b.stats().received >= 2);
+    eventually("the inbound thread is stuck", || {
+        bridge_b.stats().received >= 2
+    });
     let start = Instant::now();
     drop(bridge_b);
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
     drop(stuck); // lets the stuck thread finish
 }
 
@@ -597,7 +649,9 @@ fn passwords_and_acl_users() {
     let mut cli = server.conn();
     cli.call(&[b"AUTH", b"s3cret"]).unwrap();
     let created = cli
-        .call(&[b"ACL", b"SETUSER", b"bridge", b"on", b">pw", b"~*", b"&*", b"+@all"])
+        .call(&[
+            b"ACL", b"SETUSER", b"bridge", b"on", b">pw", b"~*", b"&*", b"+@all",
+        ])
         .unwrap();
     assert_eq!(created, Reply::Simple(b"OK".to_vec()));
     let bridge = start(format!("redis://bridge:pw@127.0.0.1:{port}/")).unwrap();
@@ -620,6 +674,9 @@ fn passwords_and_acl_users() {
     });
     assert!(!bridge.is_connected());
 }
+
+/// Which connection error a case expects.
+type Expected = fn(&ConnectError) -> bool;
 
 /// A loopback listener that runs `serve` on every connection.
 fn fake_server(serve: fn(std::net::TcpStream)) -> u16 {
@@ -670,7 +727,7 @@ fn why_the_bridge_is_not_connected_is_told() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let cases: [(String, fn(&ConnectError) -> bool); 3] = [
+    let cases: [(String, Expected); 3] = [
         (format!("redis://127.0.0.1:{refused}/"), |e| {
             matches!(e, ConnectError::Refused { .. })
         }),
@@ -684,7 +741,9 @@ fn why_the_bridge_is_not_connected_is_told() {
     for (url, expected) in cases {
         let bridge = start(&url).unwrap();
         assert!(!bridge.wait_connected(Duration::from_millis(200)), "{url}");
-        let error = bridge.last_error().unwrap_or_else(|| panic!("{url}: no error"));
+        let error = bridge
+            .last_error()
+            .unwrap_or_else(|| panic!("{url}: no error"));
         assert!(expected(&error), "{url}: {error:?}");
         // Local delivery is not affected.
         let sub = broker.subscriber();

@@ -35,16 +35,13 @@ impl Peers {
     /// messages on that channel are missing just before this one.
     fn missing(&mut self, origin: &Origin, channel: &[u8], seq: u64) -> u64 {
         let channels = self.seen.entry(*origin).or_default();
-        match channels.get_mut(channel) {
-            Some(last) => {
-                let missed = seq.saturating_sub(*last + 1);
-                *last = (*last).max(seq);
-                missed
-            }
-            None => {
-                channels.insert(Name::from(channel), seq);
-                0
-            }
+        if let Some(last) = channels.get_mut(channel) {
+            let missed = seq.saturating_sub(*last + 1);
+            *last = (*last).max(seq);
+            missed
+        } else {
+            channels.insert(Name::from(channel), seq);
+            0
         }
     }
 }
@@ -111,8 +108,7 @@ fn subscribe(shared: &Shared, mut conn: Conn) -> Result<Conn, ConnectError> {
     let mut confirmed = 0;
     while confirmed < expected {
         match conn.read_until(deadline) {
-            Ok(Frame::Array(Some(items)))
-                if matches!(items.first().and_then(Frame::bulk), Some(kind) if kind == &b"subscribe"[..] || kind == &b"psubscribe"[..]) =>
+            Ok(Frame::Array(Some(items))) if matches!(items.first().and_then(Frame::bulk), Some(kind) if kind == &b"subscribe"[..] || kind == &b"psubscribe"[..]) =>
             {
                 confirmed += 1;
             }
@@ -147,11 +143,18 @@ fn receive(
 ) -> Option<ConnectError> {
     let mut heard = Instant::now();
     let mut pinged: Option<Instant> = None;
+    let mut quiet = true;
+    // The channel of the message at hand, copied out of the read buffer.
+    let mut scratch: Vec<u8> = Vec::new();
     while !shared.stopped() {
-        let frame = match conn.read(TICK) {
-            Ok(frame) => frame,
+        let len = match conn.next_len(TICK) {
+            Ok(len) => len,
             Err(ReadError::Timeout) => {
                 let now = Instant::now();
+                if !quiet {
+                    // Something arrived since the last look.
+                    (heard, pinged, quiet) = (now, None, true);
+                }
                 if let Some(at) = pinged {
                     if now.duration_since(at) >= shared.config.reply_timeout {
                         return Some(ConnectError::NoAnswer {
@@ -171,27 +174,34 @@ fn receive(
             }
             Err(error) => return Some(io_error(conn, &error.to_string())),
         };
-        heard = Instant::now();
-        pinged = None;
-        let Frame::Array(Some(items)) = frame else {
+        quiet = false;
+        let frame = conn.front(len);
+        let Some(items) = resp::bulk_items(frame) else {
+            conn.consume(len);
             continue;
         };
-        let mut items = items.into_iter().map(|item| match item {
-            Frame::Bulk(Some(bytes)) | Frame::Simple(bytes) => bytes,
-            _ => Bytes::new(),
-        });
-        let kind = items.next().unwrap_or_default();
-        let (pattern, channel, payload) = match &kind[..] {
-            b"message" => (None, items.next(), items.next()),
-            b"pmessage" => (items.next(), items.next(), items.next()),
-            _ => continue, // pong, confirmations
+        let item = |i: usize| items.get(i).map(|range| &frame[range.clone()]);
+        let (pattern, channel, payload) = match item(0) {
+            Some(b"message") => (None, item(1), items.get(2)),
+            Some(b"pmessage") => (item(1), item(2), items.get(3)),
+            _ => {
+                conn.consume(len); // pong, confirmations
+                continue;
+            }
         };
-        let (Some(channel), Some(payload)) = (channel, payload) else {
+        let (Some(channel), Some(payload)) = (channel, payload.cloned()) else {
+            conn.consume(len);
             continue;
         };
-        if !shared.names.chosen(&channel, pattern.as_deref()) {
+        if !shared.names.chosen(channel, pattern) {
+            conn.consume(len);
             continue;
         }
+        let channel = {
+            scratch.clear();
+            scratch.extend_from_slice(channel);
+            &scratch[..]
+        };
         let Some(registry) = registry.upgrade() else {
             shared.stop.store(true, Ordering::Release);
             return None;
@@ -199,7 +209,30 @@ fn receive(
         if shared.stopped() {
             return None;
         }
-        deliver(shared, &registry, peers, Space::Channel, &channel, &payload);
+        let body = match envelope::open(&frame[payload.clone()]) {
+            Some((stamp, _)) if stamp.origin == shared.origin => {
+                conn.consume(len);
+                continue;
+            }
+            Some((stamp, body)) => {
+                let missed = peers.missing(&stamp.origin, channel, stamp.seq);
+                if missed > 0 {
+                    report_gap(shared, &registry, Space::Channel, channel, missed);
+                }
+                payload.start + body.start..payload.end
+            }
+            None => payload,
+        };
+        let body = if body.len() < COPY_BELOW {
+            let copy = Bytes::copy_from_slice(&frame[body]);
+            conn.consume(len);
+            copy
+        } else {
+            conn.take(len).slice(body)
+        };
+        Counters::add(&shared.counters.received, 1);
+        // Not through `Broker::publish`: the tap must not send it back.
+        registry.publish(Space::Channel, channel, body);
     }
     None
 }
@@ -209,37 +242,6 @@ fn io_error(conn: &Conn, detail: &str) -> ConnectError {
         addr: conn.addr().to_owned(),
         detail: detail.to_owned(),
     }
-}
-
-/// Publishes one message from Redis locally, unless it is this bridge's
-/// own; reports a gap before it first.
-fn deliver(
-    shared: &Shared,
-    registry: &Registry<Bytes>,
-    peers: &mut Peers,
-    space: Space,
-    channel: &[u8],
-    payload: &Bytes,
-) {
-    let body = match envelope::open(payload) {
-        Some((stamp, _)) if stamp.origin == shared.origin => return,
-        Some((stamp, body)) => {
-            let missed = peers.missing(&stamp.origin, channel, stamp.seq);
-            if missed > 0 {
-                report_gap(shared, registry, space, channel, missed);
-            }
-            payload.slice(body)
-        }
-        None => payload.clone(),
-    };
-    let body = if body.len() < COPY_BELOW {
-        Bytes::copy_from_slice(&body)
-    } else {
-        body
-    };
-    Counters::add(&shared.counters.received, 1);
-    // Not through `Broker::publish`: the tap must not send it back.
-    registry.publish(space, channel, body);
 }
 
 /// Reports `missed` messages from another bridge that never arrived on

@@ -133,7 +133,10 @@ pub enum ConnectError {
 impl ConnectError {
     /// Whether retrying cannot help: the server said no.
     fn is_definite(&self) -> bool {
-        matches!(self, ConnectError::Auth { .. } | ConnectError::NotRedis { .. })
+        matches!(
+            self,
+            ConnectError::Auth { .. } | ConnectError::NotRedis { .. }
+        )
     }
 }
 

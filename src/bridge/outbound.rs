@@ -90,7 +90,8 @@ impl Outbox {
         };
         queue.seqs.insert(channel.clone(), seq);
         let size = payload.len();
-        let full = |q: &Queue| q.items.len() >= config.capacity || q.bytes + size > config.max_bytes;
+        let full =
+            |q: &Queue| q.items.len() >= config.capacity || q.bytes + size > config.max_bytes;
         if full(&queue) {
             let room = config.overflow == BridgeOverflow::DropOldest && size <= config.max_bytes;
             if !room {
@@ -191,7 +192,9 @@ pub(super) fn run(shared: &Shared, first: Option<Conn>) {
     let mut conn = first;
     if conn.is_some() {
         backoff.connected(shared);
-        shared.outbound_up.store(true, std::sync::atomic::Ordering::Release);
+        shared
+            .outbound_up
+            .store(true, std::sync::atomic::Ordering::Release);
     }
     // Publishes taken from the queue but not yet written: sent first.
     let mut carry: Vec<Outgoing> = Vec::new();
@@ -206,7 +209,9 @@ pub(super) fn run(shared: &Shared, first: Option<Conn>) {
                 Ok(fresh) => {
                     backoff.connected(shared);
                     conn = Some(fresh);
-                    shared.outbound_up.store(true, std::sync::atomic::Ordering::Release);
+                    shared
+                        .outbound_up
+                        .store(true, std::sync::atomic::Ordering::Release);
                 }
                 Err(error) => {
                     backoff.failed(shared, error);
@@ -230,7 +235,9 @@ pub(super) fn run(shared: &Shared, first: Option<Conn>) {
                 detail: "the server closed the connection".to_owned(),
             });
             conn = None;
-            shared.outbound_up.store(false, std::sync::atomic::Ordering::Release);
+            shared
+                .outbound_up
+                .store(false, std::sync::atomic::Ordering::Release);
             carry.append(&mut batch);
             continue;
         }
@@ -243,10 +250,14 @@ pub(super) fn run(shared: &Shared, first: Option<Conn>) {
         if let Some(error) = outcome.broken {
             shared.failed(error);
             conn = None;
-            shared.outbound_up.store(false, std::sync::atomic::Ordering::Release);
+            shared
+                .outbound_up
+                .store(false, std::sync::atomic::Ordering::Release);
         }
     }
-    shared.outbound_up.store(false, std::sync::atomic::Ordering::Release);
+    shared
+        .outbound_up
+        .store(false, std::sync::atomic::Ordering::Release);
     let left = carry.len() + batch.len();
     Counters::add(&shared.counters.lost, left as u64);
     shared.outbox.settle(left);
@@ -301,17 +312,16 @@ impl Sender {
         let mut broken = None;
         let mut answered = 0;
         let mut last_progress = Instant::now();
+        let mut seen = 0;
         while answered < n {
             match conn.read(TICK) {
                 Ok(Frame::Int(_)) => {
                     sent += 1;
                     answered += 1;
-                    last_progress = Instant::now();
                 }
                 Ok(Frame::Error(text)) => {
                     refused += 1;
                     answered += 1;
-                    last_progress = Instant::now();
                     shared.failed(ConnectError::Rejected {
                         addr: conn.addr().to_owned(),
                         reply: String::from_utf8_lossy(&text).into_owned(),
@@ -325,6 +335,9 @@ impl Sender {
                     break;
                 }
                 Err(ReadError::Timeout) => {
+                    if answered > seen {
+                        (seen, last_progress) = (answered, Instant::now());
+                    }
                     let waited = last_progress.elapsed();
                     if waited >= shared.config.reply_timeout || shared.abandoned() {
                         broken = Some(ConnectError::NoAnswer {

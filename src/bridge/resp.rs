@@ -32,16 +32,6 @@ impl Target {
     pub(super) fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
-
-    /// The same credentials at another node (a cluster's).
-    pub(super) fn at(&self, host: &str, port: u16) -> Target {
-        Target {
-            host: host.to_owned(),
-            port,
-            db: 0,
-            ..self.clone()
-        }
-    }
 }
 
 /// One RESP2 value. Bulk strings and errors are slices of the read buffer.
@@ -105,7 +95,9 @@ pub(super) struct Conn {
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn").field("addr", &self.addr).finish()
+        f.debug_struct("Conn")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -235,7 +227,45 @@ impl Conn {
     /// The next complete frame, waiting at most `timeout` for more bytes;
     /// a partly received frame stays buffered across a timeout.
     pub(super) fn read(&mut self, timeout: Duration) -> Result<Frame, ReadError> {
+        if let Some(frame) = self.parse()? {
+            return Ok(frame);
+        }
         self.read_until(Instant::now() + timeout)
+    }
+
+    /// Waits up to `timeout` until a complete frame is buffered and
+    /// returns its length; see [`front`](Conn::front),
+    /// [`consume`](Conn::consume) and [`take`](Conn::take).
+    pub(super) fn next_len(&mut self, timeout: Duration) -> Result<usize, ReadError> {
+        if let Some(len) = frame_len(&self.input, 0, 0)? {
+            return Ok(len);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ReadError::Timeout);
+            }
+            self.fill(left)?;
+            if let Some(len) = frame_len(&self.input, 0, 0)? {
+                return Ok(len);
+            }
+        }
+    }
+
+    /// The first `len` buffered bytes.
+    pub(super) fn front(&self, len: usize) -> &[u8] {
+        &self.input[..len]
+    }
+
+    /// Drops the first `len` buffered bytes.
+    pub(super) fn consume(&mut self, len: usize) {
+        let _ = self.input.split_to(len);
+    }
+
+    /// Takes the first `len` buffered bytes out, shared with the buffer.
+    pub(super) fn take(&mut self, len: usize) -> Bytes {
+        self.input.split_to(len).freeze()
     }
 
     /// [`read`](Conn::read) with a deadline.
@@ -268,18 +298,11 @@ impl Conn {
         gone || self.stream.set_nonblocking(false).is_err()
     }
 
-    /// Writes a command and reads its reply.
-    pub(super) fn call(&mut self, args: &[&[u8]], timeout: Duration) -> Result<Frame, ReadError> {
-        let mut out = Vec::new();
-        encode(&mut out, args);
-        self.write(&out).1.map_err(ReadError::Io)?;
-        self.read(timeout)
-    }
-
     fn fill(&mut self, timeout: Duration) -> Result<(), ReadError> {
         // Whole milliseconds: setting the timeout is a system call, skip it
         // when it has not changed.
-        let timeout = Duration::from_millis(timeout.as_millis().clamp(1, u128::from(u32::MAX)) as u64);
+        let timeout =
+            Duration::from_millis(timeout.as_millis().clamp(1, u128::from(u32::MAX)) as u64);
         if self.read_timeout != Some(timeout) {
             self.stream
                 .set_read_timeout(Some(timeout))
@@ -418,6 +441,34 @@ fn frame_len(buf: &[u8], at: usize, depth: usize) -> Result<Option<usize>, ReadE
     }
 }
 
+/// The ranges of the items of a complete frame that is an array of bulk
+/// strings (a Pub/Sub push), without copying; `None` for anything else.
+pub(super) fn bulk_items(frame: &[u8]) -> Option<smallvec::SmallVec<[std::ops::Range<usize>; 4]>> {
+    let line_end = |at: usize| {
+        frame[at..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|p| at + p)
+    };
+    if frame.first() != Some(&b'*') {
+        return None;
+    }
+    let eol = line_end(0)?;
+    let n = usize::try_from(parse_int(&frame[1..eol])?).ok()?;
+    let mut items = smallvec::SmallVec::new();
+    let mut at = eol + 2;
+    for _ in 0..n {
+        if frame.get(at) != Some(&b'$') {
+            return None;
+        }
+        let eol = line_end(at)?;
+        let len = usize::try_from(parse_int(&frame[at + 1..eol])?).ok()?;
+        items.push(eol + 2..eol + 2 + len);
+        at = eol + 2 + len + 2;
+    }
+    Some(items)
+}
+
 /// Decodes the complete frame at `at` (checked by `frame_len`).
 fn decode(bytes: &Bytes, at: usize) -> (Frame, usize) {
     let eol = at
@@ -432,7 +483,10 @@ fn decode(bytes: &Bytes, at: usize) -> (Frame, usize) {
         b'-' => (Frame::Error(bytes.slice(at + 1..eol)), after),
         b':' => (Frame::Int(parse_int(line).unwrap_or(0)), after),
         b'$' => match usize::try_from(parse_int(line).unwrap_or(-1)) {
-            Ok(n) => (Frame::Bulk(Some(bytes.slice(after..after + n))), after + n + 2),
+            Ok(n) => (
+                Frame::Bulk(Some(bytes.slice(after..after + n))),
+                after + n + 2,
+            ),
             Err(_) => (Frame::Bulk(None), after),
         },
         _ => match usize::try_from(parse_int(line).unwrap_or(-1)) {
