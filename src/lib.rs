@@ -409,7 +409,7 @@ mod subscriber;
 mod trie;
 
 #[cfg(feature = "redis")]
-pub use bridge::{Bridge, BridgeBuilder, BridgeError, BridgeStats};
+pub use bridge::{Bridge, BridgeBuilder, BridgeError, BridgeOverflow, BridgeStats, ConnectError};
 pub use broker::Broker;
 pub use builder::SubscriberBuilder;
 pub use dispatch::Dispatcher;
