@@ -124,7 +124,9 @@ impl<P: Clone + Send + 'static> Broker<P> {
     pub fn publish(&self, channel: impl AsRef<[u8]>, payload: impl Into<P>) -> usize {
         let (channel, payload) = (channel.as_ref(), payload.into());
         #[cfg(feature = "redis")]
-        return self.registry.publish_local(channel, payload);
+        return self
+            .registry
+            .publish_local(Space::Channel, channel, payload);
         #[cfg(not(feature = "redis"))]
         self.registry.publish(Space::Channel, channel, payload)
     }
@@ -144,6 +146,11 @@ impl<P: Clone + Send + 'static> Broker<P> {
     /// assert_eq!(broker.publish("orders", "y"), 1); // only the pattern
     /// ```
     pub fn spublish(&self, channel: impl AsRef<[u8]>, payload: impl Into<P>) -> usize {
+        #[cfg(feature = "redis")]
+        return self
+            .registry
+            .publish_local(Space::Shard, channel.as_ref(), payload.into());
+        #[cfg(not(feature = "redis"))]
         self.registry
             .publish(Space::Shard, channel.as_ref(), payload.into())
     }

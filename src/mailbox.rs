@@ -462,6 +462,25 @@ impl<P> Mailbox<P> {
         wakers.into_iter().for_each(Waker::wake);
     }
 
+    /// Reports `missed` deliveries lost before they reached this broker (the
+    /// Redis bridge's gap detection) at the back of the stream. Not counted
+    /// in `dropped`, which is this subscriber's own overflow policy's.
+    #[cfg(feature = "redis")]
+    pub(crate) fn report_lagged(&self, missed: u64) {
+        let mut inner = self.inner.lock();
+        if missed == 0 || matches!(inner.state, State::Dropped | State::BrokerGone) {
+            return;
+        }
+        if let Some(Message::Lagged { missed: reported }) = inner.items.back_mut() {
+            *reported += missed;
+        } else {
+            inner.items.push_back(Message::Lagged { missed });
+        }
+        let wakers = self.wake_receivers(&mut inner);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
     /// Records a pattern (un)subscription made without a confirmation (a
     /// drop or an eviction), so that stale publishers recompute.
     pub(crate) fn stamp(&self, stamp: u64) {

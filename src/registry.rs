@@ -61,9 +61,10 @@ use crate::stats::BrokerStats;
 use crate::trie::{PatternKey, PatternTrie};
 use crate::{Glob, Message, Name};
 
-/// A callback that sees every local `publish` (channel, payload).
+/// A callback that sees every local `publish` and `spublish` (namespace,
+/// channel, payload), under the channel's lock: it must never block.
 #[cfg(feature = "redis")]
-pub(crate) type Tap<P> = Arc<dyn Fn(&[u8], &P) + Send + Sync>;
+pub(crate) type Tap<P> = Arc<dyn Fn(Space, &[u8], &P) + Send + Sync>;
 
 /// Which of the two channel namespaces a shard map serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -504,10 +505,10 @@ impl<P> Registry<P> {
 
     /// Shows a local publish to the tap, if there is one.
     #[cfg(feature = "redis")]
-    fn tap(&self, channel: &[u8], payload: &P) {
+    fn tap(&self, space: Space, channel: &[u8], payload: &P) {
         if self.tapped.load(Ordering::Acquire) {
             if let Some(tap) = &*self.tap.read() {
-                tap(channel, payload);
+                tap(space, channel, payload);
             }
         }
     }
@@ -668,8 +669,35 @@ impl<P: Clone> Registry<P> {
     /// tap (the Redis bridge), under the channel's lock, so the bridge sees
     /// a channel's publishes in the order local subscribers receive them.
     #[cfg(feature = "redis")]
-    pub(crate) fn publish_local(&self, channel: &[u8], payload: P) -> usize {
-        self.publish_tapped(Space::Channel, channel, payload, true)
+    pub(crate) fn publish_local(&self, space: Space, channel: &[u8], payload: P) -> usize {
+        self.publish_tapped(space, channel, payload, true)
+    }
+
+    /// Reports `missed` lost publishes on `channel` (found missing by the
+    /// Redis bridge) to the subscribers a publish there would reach now, in
+    /// order with the channel's publishes: each subscriber gets a
+    /// [`Message::Lagged`] counting the deliveries it missed (a subscriber
+    /// holding the channel and two matching patterns missed three per
+    /// publish).
+    #[cfg(feature = "redis")]
+    pub(crate) fn publish_lagged(&self, space: Space, channel: &[u8], missed: u64) {
+        let stripe = self.stripe(channel);
+        let shard = stripe.lock_idle(space, channel);
+        let exact = shard.map(space).get(channel);
+        let table = (space == Space::Channel && self.numpat() > 0).then(|| {
+            self.patterns
+                .table
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
+        let matched = table
+            .as_ref()
+            .map(|table| table.matching(channel))
+            .unwrap_or_default();
+        for (mailbox, exact_too, patterns) in &plan(exact, &matched) {
+            let per_publish = u64::from(*exact_too) + patterns.len() as u64;
+            mailbox.report_lagged(missed * per_publish);
+        }
     }
 
     #[allow(clippy::too_many_lines)] // one lock scope, read top to bottom
@@ -690,7 +718,7 @@ impl<P: Clone> Registry<P> {
         #[cfg(feature = "redis")]
         if tapped {
             // Under the channel's lock: the tap must never block.
-            self.tap(channel, &payload);
+            self.tap(space, channel, &payload);
         }
         #[cfg(not(feature = "redis"))]
         let _ = tapped;

@@ -530,6 +530,10 @@ fn gaps_from_an_evicted_subscriber_connection_are_counted_exactly() {
         .overflow(Overflow::Block)
         .build();
     stuck.subscribe(["chat"]).unwrap();
+    // An ordinary subscriber beside it, told in band what went missing.
+    let watcher = b.subscriber_builder().confirmations(false).build();
+    watcher.subscribe(["chat"]).unwrap();
+    watcher.psubscribe(["ch*"]).unwrap();
     let payload = vec![b'p'; 4096];
     for _ in 0..N {
         a.publish("chat", payload.clone());
@@ -549,6 +553,18 @@ fn gaps_from_an_evicted_subscriber_connection_are_counted_exactly() {
     let stats = bridge_b.stats();
     assert!(stats.missed > 0, "{stats:?}");
     eprintln!("eviction: {stats:?}");
+    // The watcher holds the channel and a matching pattern: two deliveries
+    // per publish, and its lag reports count both, in band.
+    let (mut delivered, mut missed) = (0u64, 0u64);
+    while let Ok(message) = watcher.try_recv() {
+        match message {
+            Message::Lagged { missed: m } => missed += m,
+            m if m.is_delivery() => delivered += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(missed, 2 * stats.missed, "{stats:?}");
+    assert_eq!(delivered + missed, 2 * (N + 1), "{stats:?}");
 }
 
 #[test]

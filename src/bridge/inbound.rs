@@ -255,10 +255,13 @@ fn io_error(conn: &Conn, detail: &str) -> ConnectError {
 /// is called.
 fn report_gap(
     shared: &Shared,
-    _registry: &Registry<Bytes>,
-    _space: Space,
-    _channel: &[u8],
+    registry: &Registry<Bytes>,
+    space: Space,
+    channel: &[u8],
     missed: u64,
 ) {
     Counters::add(&shared.counters.missed, missed);
+    // In band, where the messages are missing, to every local subscriber
+    // a publish on this channel would reach.
+    registry.publish_lagged(space, channel, missed);
 }

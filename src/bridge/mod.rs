@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use crate::fast_hash::FastSet;
-use crate::registry::Registry;
+use crate::registry::{Registry, Space};
 use crate::trie::PatternTrie;
 use crate::{Broker, Glob, Name};
 
@@ -330,8 +330,9 @@ impl BridgeBuilder<'_> {
             last_error: Mutex::new(last_error),
         });
         let tap_shared = Arc::clone(&shared);
-        let tap = Arc::new(move |channel: &[u8], payload: &Bytes| {
-            if tap_shared.names.bridges(channel) {
+        let tap = Arc::new(move |space: Space, channel: &[u8], payload: &Bytes| {
+            // Shard channels are not bridged (yet): only `publish`.
+            if space == Space::Channel && tap_shared.names.bridges(channel) {
                 tap_shared.outbox.push(&tap_shared, channel, payload);
             }
         });
