@@ -56,6 +56,38 @@ impl Name {
     }
 }
 
+/// Names up to this long are remembered per thread by [`Name::recent`].
+const RECENT_MAX_LEN: usize = 256;
+
+thread_local! {
+    /// The last channel name [`Name::recent`] built on this thread.
+    static RECENT: std::cell::RefCell<Option<Name>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Name {
+    /// A `Name` for `bytes`, reusing the one this thread built last time
+    /// when the bytes are the same: a publisher that publishes on the same
+    /// channel again (with pattern subscribers but no exact ones) gets its
+    /// name for a reference-count increment instead of an allocation. Long
+    /// names are not remembered, so a thread keeps at most a small name.
+    pub(crate) fn recent(bytes: &[u8]) -> Name {
+        if bytes.len() > RECENT_MAX_LEN {
+            return Name::from(bytes);
+        }
+        RECENT.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            match &*recent {
+                Some(name) if name.as_bytes() == bytes => name.clone(),
+                _ => {
+                    let name = Name::from(bytes);
+                    *recent = Some(name.clone());
+                    name
+                }
+            }
+        })
+    }
+}
+
 impl Deref for Name {
     type Target = [u8];
 

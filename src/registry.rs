@@ -762,7 +762,7 @@ impl<P: Clone> Registry<P> {
         }
         let channel_name = match exact {
             Some((name, _)) => name.clone(),
-            None => Name::from(channel),
+            None => Name::recent(channel),
         };
         let make = move |payload: P| match space {
             Space::Channel => Message::Message {
@@ -950,7 +950,7 @@ type Owned<P> = (Arc<Mailbox<P>>, bool, Group<P>);
 
 /// The channel's name, for a busy mark.
 fn make_name<P>(exact: Option<(&Name, &Subscribers<P>)>, channel: &[u8]) -> Name {
-    exact.map_or_else(|| Name::from(channel), |(name, _)| name.clone())
+    exact.map_or_else(|| Name::recent(channel), |(name, _)| name.clone())
 }
 
 /// The channel name a group's `pmessage`s carry: the one its `message`
@@ -960,7 +960,7 @@ fn channel_of<P>(group: &Group<P>, channel: &[u8]) -> Name {
         .first()
         .and_then(Message::channel)
         .cloned()
-        .unwrap_or_else(|| Name::from(channel))
+        .unwrap_or_else(|| Name::recent(channel))
 }
 
 /// Who gets what from one publish: each subscriber once, with whether it

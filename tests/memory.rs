@@ -264,6 +264,47 @@ fn memory_returns(n: usize) -> Returns {
     }
 }
 
+/// Bytes allocated per round of (publish, receive) once warm: through a
+/// channel subscription, through a pattern subscription (the channel has
+/// no exact subscriber), and polling an empty subscriber.
+fn allocation_per_round(rounds: usize) -> (i64, i64, i64) {
+    let broker = Broker::new();
+    let by_channel = broker.subscriber();
+    by_channel.subscribe(["exact"]).unwrap();
+    let by_pattern = broker.subscriber();
+    by_pattern.psubscribe(["pat*"]).unwrap();
+    let idle = broker.subscriber();
+    let payload = bytes::Bytes::from_static(b"payload");
+    let mut round = |channel: &str, sub: &Subscriber| {
+        broker.publish(channel, payload.clone());
+        drain(sub);
+    };
+    for _ in 0..10 {
+        round("exact", &by_channel);
+        round("pattern", &by_pattern);
+    }
+    let before = allocated();
+    for _ in 0..rounds {
+        round("exact", &by_channel);
+    }
+    let channel = allocated() - before;
+    let before = allocated();
+    for _ in 0..rounds {
+        round("pattern", &by_pattern);
+    }
+    let pattern = allocated() - before;
+    let before = allocated();
+    for _ in 0..rounds {
+        assert!(idle.try_recv().is_err());
+    }
+    let polling = allocated() - before;
+    (
+        channel / count(rounds),
+        pattern / count(rounds),
+        polling / count(rounds),
+    )
+}
+
 /// Memory left over (beyond a running broker's baseline) after 200,000
 /// patterns were added and removed while one pattern stays, and after
 /// 300,000 subscribers were created and dropped.
@@ -328,6 +369,12 @@ fn memory_use() {
         per(zero_copy_allocated, 100)
     );
 
+    let (alloc_channel, alloc_pattern, alloc_polling) = allocation_per_round(10_000);
+    eprintln!(
+        "allocated per publish + receive: {alloc_channel} B through a channel, \
+         {alloc_pattern} B through a pattern; per empty poll: {alloc_polling} B"
+    );
+
     let (after_patterns, after_subscribers) = churn_returns();
     eprintln!(
         "churn: 200,000 patterns added and removed (one kept) left {after_patterns} B; \
@@ -375,6 +422,9 @@ fn memory_use() {
         returns.second_round - returns.dropped <= 4 * KIB,
         "a second round of 100,000 channels grew memory: {returns:?}"
     );
+    assert_eq!(alloc_channel, 0, "a channel delivery allocated");
+    assert_eq!(alloc_pattern, 0, "a pattern delivery allocated");
+    assert_eq!(alloc_polling, 0, "polling an empty subscriber allocated");
     assert!(
         after_patterns <= 16 * KIB,
         "pattern churn kept {after_patterns} B"
