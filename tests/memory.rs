@@ -275,7 +275,7 @@ fn allocation_per_round(rounds: usize) -> (i64, i64, i64) {
     by_pattern.psubscribe(["pat*"]).unwrap();
     let idle = broker.subscriber();
     let payload = bytes::Bytes::from_static(b"payload");
-    let mut round = |channel: &str, sub: &Subscriber| {
+    let round = |channel: &str, sub: &Subscriber| {
         broker.publish(channel, payload.clone());
         drain(sub);
     };
