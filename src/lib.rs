@@ -400,6 +400,7 @@ mod error;
 mod fast_hash;
 mod glob;
 mod held;
+mod log;
 mod mailbox;
 mod message;
 mod name;

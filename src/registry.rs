@@ -56,6 +56,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use smallvec::SmallVec;
 
 use crate::fast_hash::{shrink_when_sparse, FastMap, Hasher};
+use crate::log::{Entry, Log};
 use crate::mailbox::{Group, Mailbox, Offered, Patience, Refused};
 use crate::stats::BrokerStats;
 use crate::trie::{PatternKey, PatternTrie};
@@ -81,6 +82,17 @@ pub(crate) struct Subscribers<P> {
     list: SmallVec<[Arc<Mailbox<P>>; 1]>,
     /// How many of them may make a publisher wait (`Block`, `BlockFor`).
     blockers: usize,
+    /// A channel's log (see `log.rs`), while subscribers read it instead of
+    /// being in `list`; boxed, so that names without one pay a pointer.
+    log: Option<Box<ChannelLog<P>>>,
+}
+
+/// A channel's log and its readers. Only touched under the stripe's lock;
+/// the mutex (never contended) is what lets publishers, which hold the map
+/// immutably, append.
+struct ChannelLog<P> {
+    log: Mutex<Log<P, Mailbox<P>>>,
+    readers: usize,
 }
 
 impl<P> Default for Subscribers<P> {
@@ -88,6 +100,7 @@ impl<P> Default for Subscribers<P> {
         Subscribers {
             list: SmallVec::new(),
             blockers: 0,
+            log: None,
         }
     }
 }
@@ -107,6 +120,26 @@ impl<P> Subscribers<P> {
 
     fn contains(&self, mailbox: &Arc<Mailbox<P>>) -> bool {
         self.list.iter().any(|m| Arc::ptr_eq(m, mailbox))
+    }
+
+    /// Every subscriber, queue-fed and log readers alike.
+    fn len(&self) -> usize {
+        self.list.len() + self.readers()
+    }
+
+    /// Subscribers that read the log.
+    fn readers(&self) -> usize {
+        self.log.as_ref().map_or(0, |log| log.readers)
+    }
+
+    /// One log reader less; the log goes with the last.
+    fn reader_left(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.readers -= 1;
+            if log.readers == 0 {
+                self.log = None;
+            }
+        }
     }
 }
 
@@ -332,25 +365,39 @@ impl<P> Registry<P> {
 
     /// Adds `mailbox`'s subscriber to channel `name` in `space` and queues
     /// `confirmation`, atomically with respect to publishes on `name`.
+    ///
+    /// `sole`: this is the subscriber's only subscription. Such a
+    /// subscriber joining a channel that already has subscribers reads the
+    /// channel's log (created on demand) instead of being queued to, so a
+    /// fan-out publish costs one append (see `log.rs`).
     pub(crate) fn add_channel(
         &self,
         space: Space,
         name: &Name,
         mailbox: &Arc<Mailbox<P>>,
         confirmation: Message<P>,
+        sole: bool,
     ) {
         // Not waiting for a busy mark: a publish in flight copied its
         // subscribers before this one joined, so it cannot reach it; the
         // publishes after it wait for the mark and will.
         let stripe = self.stripe(name);
         let mut shard = stripe.shard.lock();
-        shard
-            .map_mut(space)
-            .entry(name.clone())
-            .or_default()
-            .add(mailbox);
+        let subscribers = shard.map_mut(space).entry(name.clone()).or_default();
         // Under the lock: no delivery on `name` can overtake it.
         mailbox.confirm(confirmation, None);
+        if sole && mailbox.may_read_log() && subscribers.len() > 0 {
+            let log = subscribers.log.get_or_insert_with(|| {
+                Box::new(ChannelLog {
+                    log: Mutex::new(Log::new()),
+                    readers: 0,
+                })
+            });
+            mailbox.join_log(log.log.get_mut().cursor(), name.clone(), space == Space::Shard);
+            log.readers += 1;
+        } else {
+            subscribers.add(mailbox);
+        }
     }
 
     /// Removes `mailbox`'s subscriber from channel `name` in `space`
@@ -367,8 +414,18 @@ impl<P> Registry<P> {
         let mut shard = stripe.lock_idle(space, name);
         let map = shard.map_mut(space);
         if let MapEntry::Occupied(mut entry) = map.entry(name.clone()) {
-            entry.get_mut().remove(mailbox);
-            if entry.get().list.is_empty() {
+            let reads_log = mailbox
+                .log_channel()
+                .is_some_and(|(channel, shard)| channel == *name && shard == (space == Space::Shard));
+            if reads_log {
+                // Only when dropped or evicted: an unsubscribe call leaves
+                // the log first (`leave_log`), keeping what it had not read.
+                mailbox.drop_log();
+                entry.get_mut().reader_left();
+            } else {
+                entry.get_mut().remove(mailbox);
+            }
+            if entry.get().len() == 0 {
                 entry.remove();
                 shrink_when_sparse(map);
             }
@@ -563,7 +620,7 @@ impl<P> Registry<P> {
             .lock()
             .map(space)
             .get(name)
-            .map_or(0, |subscribers| subscribers.list.len())
+            .map_or(0, Subscribers::len)
     }
 }
 
@@ -656,6 +713,24 @@ impl<P: Clone> Payload<P> {
 }
 
 impl<P: Clone> Registry<P> {
+    /// Moves a subscriber that reads a channel's log back to having its
+    /// deliveries queued (before it holds anything else, or when it asks for
+    /// a readiness handle). What the log holds beyond its cursor is queued
+    /// first, under the channel's lock, so nothing is lost or reordered.
+    pub(crate) fn leave_log(&self, mailbox: &Arc<Mailbox<P>>) {
+        let Some((name, shard)) = mailbox.log_channel() else {
+            return;
+        };
+        let space = if shard { Space::Shard } else { Space::Channel };
+        let stripe = self.stripe(&name);
+        let mut shard = stripe.shard.lock();
+        mailbox.leave_log();
+        if let Some(subscribers) = shard.map_mut(space).get_mut(name.as_bytes()) {
+            subscribers.reader_left();
+            subscribers.add(mailbox);
+        }
+    }
+
     // ---- publishing --------------------------------------------------------
 
     /// Delivers `payload` on `channel` to its exact subscribers in `space`
@@ -697,6 +772,12 @@ impl<P: Clone> Registry<P> {
         for (mailbox, exact_too, patterns) in &plan(exact, &matched) {
             let per_publish = u64::from(*exact_too) + patterns.len() as u64;
             mailbox.report_lagged(missed * per_publish);
+        }
+        if let Some(subs) = exact {
+            // Log readers hold only this channel: one delivery per publish.
+            if let Some(log) = &subs.log {
+                log.log.lock().append(Entry::Lost(missed));
+            }
         }
     }
 
@@ -749,11 +830,13 @@ impl<P: Clone> Registry<P> {
                 .iter()
                 .map(|e| e.subscribers.blockers)
                 .sum::<usize>();
-        let total = exact.map_or(0, |(_, subs)| subs.list.len())
+        let readers = exact.map_or(0, |(_, subs)| subs.readers());
+        let queued_to = exact.map_or(0, |(_, subs)| subs.list.len())
             + matched
                 .iter()
                 .map(|e| e.subscribers.list.len())
                 .sum::<usize>();
+        let total = queued_to + readers;
         if total == 0 {
             drop(matched);
             drop(table);
@@ -776,8 +859,18 @@ impl<P: Clone> Registry<P> {
         };
         let mut payload = Payload {
             payload: Some(payload),
-            left: total,
+            left: queued_to + usize::from(readers > 0),
         };
+        if readers > 0 {
+            // One append, however many read the log.
+            if let Some((_, subs)) = exact {
+                if let Some(log) = &subs.log {
+                    log.log.lock().append(Entry::Payload(payload.next()));
+                }
+            }
+            tally.counted += readers as u64;
+            tally.queued += readers as u64;
+        }
 
         if blockers > 0 {
             // The slow path: copy the plan, mark the channel busy, let go of

@@ -62,10 +62,17 @@ pub struct Subscriber<P = bytes::Bytes> {
 }
 
 impl<P> Registry<P> {
-    fn add(&self, family: Family, name: &Name, mailbox: &Arc<Mailbox<P>>, confirm: Message<P>) {
+    fn add(
+        &self,
+        family: Family,
+        name: &Name,
+        mailbox: &Arc<Mailbox<P>>,
+        confirm: Message<P>,
+        sole: bool,
+    ) {
         match family {
-            Family::Channel => self.add_channel(Space::Channel, name, mailbox, confirm),
-            Family::Shard => self.add_channel(Space::Shard, name, mailbox, confirm),
+            Family::Channel => self.add_channel(Space::Channel, name, mailbox, confirm, sole),
+            Family::Shard => self.add_channel(Space::Shard, name, mailbox, confirm, sole),
             Family::Pattern => self.add_pattern(name, mailbox, confirm),
         }
     }
@@ -273,10 +280,14 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         }
         let (registry, mut held) = self.open()?;
         for name in names {
+            // Whatever comes next is queued in order with what the log
+            // held: stop reading it first.
+            registry.leave_log(&self.mailbox);
             let newly = held.set(family).insert(name.clone());
             let confirmation = family.subscribed(name.clone(), held.count(family));
             if newly {
-                registry.add(family, &name, &self.mailbox, confirmation);
+                let sole = family != Family::Pattern && held.total() == 1;
+                registry.add(family, &name, &self.mailbox, confirmation, sole);
             } else {
                 self.mailbox.confirm(confirmation, None);
             }
@@ -294,11 +305,13 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
             return Err(UnsubscribeError::NoNames);
         }
         let (registry, mut held) = self.open()?;
+        registry.leave_log(&self.mailbox);
         Ok(self.release(&registry, &mut held, family, names))
     }
 
     fn unsubscribe_every(&self, family: Family) -> Result<usize, UnsubscribeError> {
         let (registry, mut held) = self.open()?;
+        registry.leave_log(&self.mailbox);
         let names = held.in_order(family);
         if names.is_empty() {
             self.mailbox
@@ -347,7 +360,7 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     }
 }
 
-impl<P> Subscriber<P> {
+impl<P: Clone> Subscriber<P> {
     /// Blocks until the next message, confirmation or lag report arrives.
     ///
     /// # Errors
@@ -577,6 +590,15 @@ impl<P> Subscriber<P> {
     /// assert_eq!(seen, ["message", "subscribe", "tick"]);
     /// ```
     pub fn ready(&self) -> &Receiver<()> {
+        if self.mailbox.may_read_log() {
+            // Publishers must ring the handle from now on, which they only
+            // do for deliveries queued in the mailbox itself.
+            self.mailbox.forbid_log();
+            if let Some(registry) = self.registry.upgrade() {
+                let _held = self.mailbox.held.lock();
+                registry.leave_log(&self.mailbox);
+            }
+        }
         self.mailbox.doorbell()
     }
 }
@@ -616,11 +638,11 @@ impl<P> fmt::Debug for Subscriber<P> {
 /// The future of [`Subscriber::recv_async`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct Recv<'a, P> {
-    mailbox: &'a Mailbox<P>,
+    mailbox: &'a Arc<Mailbox<P>>,
     slot: Option<u64>,
 }
 
-impl<P> Future for Recv<'_, P> {
+impl<P: Clone> Future for Recv<'_, P> {
     type Output = Result<Message<P>, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -646,12 +668,12 @@ impl<P> fmt::Debug for Recv<'_, P> {
 /// The stream of [`Subscriber::stream`].
 #[must_use = "streams do nothing unless polled"]
 pub struct MessageStream<'a, P> {
-    mailbox: &'a Mailbox<P>,
+    mailbox: &'a Arc<Mailbox<P>>,
     slot: Option<u64>,
     done: bool,
 }
 
-impl<P> futures_core::Stream for MessageStream<'_, P> {
+impl<P: Clone> futures_core::Stream for MessageStream<'_, P> {
     type Item = Message<P>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<P>>> {
@@ -670,7 +692,7 @@ impl<P> futures_core::Stream for MessageStream<'_, P> {
     }
 }
 
-impl<P> futures_core::FusedStream for MessageStream<'_, P> {
+impl<P: Clone> futures_core::FusedStream for MessageStream<'_, P> {
     fn is_terminated(&self) -> bool {
         self.done
     }
@@ -697,7 +719,7 @@ pub struct Iter<'a, P> {
     subscriber: &'a Subscriber<P>,
 }
 
-impl<P> Iterator for Iter<'_, P> {
+impl<P: Clone> Iterator for Iter<'_, P> {
     type Item = Message<P>;
 
     fn next(&mut self) -> Option<Message<P>> {
@@ -712,7 +734,7 @@ pub struct TryIter<'a, P> {
     subscriber: &'a Subscriber<P>,
 }
 
-impl<P> Iterator for TryIter<'_, P> {
+impl<P: Clone> Iterator for TryIter<'_, P> {
     type Item = Message<P>;
 
     fn next(&mut self) -> Option<Message<P>> {
@@ -720,7 +742,7 @@ impl<P> Iterator for TryIter<'_, P> {
     }
 }
 
-impl<'a, P> IntoIterator for &'a Subscriber<P> {
+impl<'a, P: Clone> IntoIterator for &'a Subscriber<P> {
     type Item = Message<P>;
     type IntoIter = Iter<'a, P>;
 
