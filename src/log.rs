@@ -183,7 +183,9 @@ impl<P, W> Cursor<P, W> {
             {
                 sleepers.push(Arc::downgrade(reader));
             }
-            self.shared.sleeping.store(sleepers.len(), Ordering::Relaxed);
+            self.shared
+                .sleeping
+                .store(sleepers.len(), Ordering::Relaxed);
         }
         // Pairs with the fence in `Log::append`.
         fence(Ordering::SeqCst);

@@ -278,7 +278,8 @@ impl<P> Mailbox<P> {
 
     /// From now on, never read a channel log (the readiness handle is in use).
     pub(crate) fn forbid_log(&self) {
-        self.no_log.store(true, std::sync::atomic::Ordering::Release);
+        self.no_log
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Starts reading `channel` from its log at `cursor`. Called under the
@@ -599,7 +600,6 @@ impl<P> Mailbox<P> {
     pub(crate) fn overflowed(&self) -> bool {
         self.inner.lock().state == State::Overflowed
     }
-
 }
 
 impl<P> Mailbox<P> {
@@ -618,7 +618,6 @@ impl<P> Mailbox<P> {
                 .retain(|(waiting, _)| *waiting != id);
         }
     }
-
 }
 
 impl<P> Wake for Mailbox<P> {
@@ -821,7 +820,11 @@ impl<P: Clone> Mailbox<P> {
     }
 
     fn waiting(inner: &Inner<P>) -> usize {
-        inner.items.len() + inner.log.as_ref().map_or(0, |reader| reader.cursor.pending())
+        inner.items.len()
+            + inner
+                .log
+                .as_ref()
+                .map_or(0, |reader| reader.cursor.pending())
     }
 
     pub(crate) fn stats(&self) -> SubscriberStats {

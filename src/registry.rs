@@ -393,7 +393,11 @@ impl<P> Registry<P> {
                     readers: 0,
                 })
             });
-            mailbox.join_log(log.log.get_mut().cursor(), name.clone(), space == Space::Shard);
+            mailbox.join_log(
+                log.log.get_mut().cursor(),
+                name.clone(),
+                space == Space::Shard,
+            );
             log.readers += 1;
         } else {
             subscribers.add(mailbox);
@@ -414,9 +418,9 @@ impl<P> Registry<P> {
         let mut shard = stripe.lock_idle(space, name);
         let map = shard.map_mut(space);
         if let MapEntry::Occupied(mut entry) = map.entry(name.clone()) {
-            let reads_log = mailbox
-                .log_channel()
-                .is_some_and(|(channel, shard)| channel == *name && shard == (space == Space::Shard));
+            let reads_log = mailbox.log_channel().is_some_and(|(channel, shard)| {
+                channel == *name && shard == (space == Space::Shard)
+            });
             if reads_log {
                 // Only when dropped or evicted: an unsubscribe call leaves
                 // the log first (`leave_log`), keeping what it had not read.

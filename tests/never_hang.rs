@@ -531,8 +531,8 @@ fn a_panicking_clone_leaves_no_half_state() {
         .build();
     evicted.subscribe(["c"]).unwrap();
     broker.publish("c", Fragile(0)); // fills it
-    // Bounded (generously), so each gets its own copy queued after the
-    // evicted one's: the second clone of the publish is made for them.
+                                     // Bounded (generously), so each gets its own copy queued after the
+                                     // evicted one's: the second clone of the publish is made for them.
     let others: Vec<_> = (0..3)
         .map(|_| {
             let sub = broker.subscriber_builder().capacity(1_000).build();
