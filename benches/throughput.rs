@@ -5,7 +5,7 @@
 //! exactly the same way, so the numbers to read are the ratios inside one
 //! group of one run (the benchmark machine may be small and shared; absolute
 //! times move from run to run, ratios much less). Run with
-//! `cargo bench --bench throughput`.
+//! `cargo bench -p channelcast-benches --bench throughput`.
 //!
 //! # Scenarios
 //!
