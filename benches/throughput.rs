@@ -420,7 +420,7 @@ fn churn(c: &mut Criterion) {
         b.iter(|| cycle(&holder, names.next().expect("endless")));
     });
     group.finish();
-    assert_eq!(broker.channels(None::<&str>).len(), LIVE_CHANNELS);
+    assert_eq!(broker.channels().len(), LIVE_CHANNELS);
 }
 
 // ---- single thread -------------------------------------------------------------

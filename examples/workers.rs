@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     collect(WORKERS.len());
     println!(
         "control: PUBSUB NUMSUB cmd.all = {}",
-        broker.numsub(["cmd.all"])[0].1
+        broker.numsub_one("cmd.all")
     );
     for (id, (target, command)) in (1..).zip(COMMANDS) {
         let n = broker.publish(format!("cmd.{target}"), format!("{id} {command}"));
@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     for worker in pool {
         worker.join().expect("worker thread")?;
     }
-    let listening = broker.numsub(["cmd.all"])[0].1;
+    let listening = broker.numsub_one("cmd.all");
     println!("control: pool shut down, PUBSUB NUMSUB cmd.all = {listening}");
     Ok(())
 }

@@ -379,10 +379,11 @@ impl<'s> Script<'s> {
                 .unwrap_or_else(|| self.fail(&format!("odd reply {reply:?}"))),
             None => self.fail(&format!("odd reply {reply:?}")),
         };
-        let ours = if family == Family::Shard {
-            self.broker.shard_channels(pattern)
-        } else {
-            self.broker.channels(pattern)
+        let ours = match (family == Family::Shard, pattern) {
+            (true, None) => self.broker.shard_channels(),
+            (true, Some(pattern)) => self.broker.shard_channels_matching(pattern),
+            (false, None) => self.broker.channels(),
+            (false, Some(pattern)) => self.broker.channels_matching(pattern),
         };
         let mut ours: Vec<Vec<u8>> = ours.iter().map(|name| name.as_bytes().to_vec()).collect();
         theirs.sort();
@@ -554,7 +555,7 @@ impl<'s> Script<'s> {
                 "server not empty after the script: {numpat:?} {channels:?} {shards:?}"
             ));
         }
-        if self.broker.numpat() != 0 || !self.broker.channels(None::<&[u8]>).is_empty() {
+        if self.broker.numpat() != 0 || !self.broker.channels().is_empty() {
             self.fail("broker not empty after every subscriber was dropped");
         }
         self.stats.scripts += 1;

@@ -810,8 +810,8 @@ impl Worker {
         let numsub = self.broker.numsub([channel]);
         let shard_numsub = self.broker.shard_numsub([shard]);
         let numpat = self.broker.numpat();
-        let channels = self.broker.channels(None::<&str>);
-        let matching = self.broker.channels(Some("*"));
+        let channels = self.broker.channels();
+        let matching = self.broker.channels_matching("*");
         if numsub[0].1 < own_subs || shard_numsub[0].1 < own_shard_subs || numpat < own_patterns {
             self.problem(&format!(
                 "numsub {numsub:?} / shard_numsub {shard_numsub:?} / numpat {numpat} below this thread's own {own_subs} / {own_shard_subs} / {own_patterns}"
@@ -965,8 +965,8 @@ fn check_broker(broker: &Broker, total: &Report) -> String {
             .filter(|(_, n)| *n > 0)
             .collect::<Vec<_>>(),
         broker.numpat(),
-        broker.channels(None::<&str>),
-        broker.shard_channels(None::<&str>),
+        broker.channels(),
+        broker.shard_channels(),
     );
     if !leftovers.0.is_empty()
         || !leftovers.1.is_empty()
