@@ -615,7 +615,7 @@ impl<P> fmt::Debug for Subscriber<P> {
 
 /// The future of [`Subscriber::recv_async`].
 #[must_use = "futures do nothing unless awaited"]
-pub struct Recv<'a, P> {
+pub struct Recv<'a, P = bytes::Bytes> {
     mailbox: &'a Mailbox<P>,
     slot: Option<u64>,
 }
@@ -645,7 +645,7 @@ impl<P> fmt::Debug for Recv<'_, P> {
 
 /// The stream of [`Subscriber::stream`].
 #[must_use = "streams do nothing unless polled"]
-pub struct MessageStream<'a, P> {
+pub struct MessageStream<'a, P = bytes::Bytes> {
     mailbox: &'a Mailbox<P>,
     slot: Option<u64>,
     done: bool,
