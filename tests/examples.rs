@@ -238,3 +238,48 @@ fn dispatch_runs_each_handler_once_per_delivery_from_its_source() {
     assert!(out.contains("PUBLISH  news.art   Monet at the Orsay -> 2\n"));
     assert!(out.contains("(none)     audit: bob logged in\n"));
 }
+
+#[test]
+fn async_rooms_show_each_client_its_rooms_lines_in_order() {
+    let out = run_example("async_rooms");
+    let screen = |name: &str| -> Vec<&str> {
+        let start = out.find(&format!("{name}'s screen")).expect(name);
+        (out[start..].lines().skip(1))
+            .take_while(|line| line.starts_with("    "))
+            .map(str::trim)
+            .collect()
+    };
+    let rust = [
+        "alice: hello, rustaceans",
+        "bob: hi alice!",
+        "bob: see you later",
+    ];
+    let tokio = [
+        "carol: is select! cancel-safe here?",
+        "alice: recv_async is: nothing is lost",
+    ];
+    let tagged = |room: &str, lines: &[&str]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|line| format!("[{room}] {line}"))
+            .collect()
+    };
+    assert_eq!(screen("bob"), tagged("rust", &rust), "{out}");
+    assert_eq!(screen("carol"), tagged("tokio", &tokio), "{out}");
+    let alice = screen("alice");
+    assert_eq!(alice.len(), rust.len() + tokio.len(), "{out}");
+    // Alice's screen holds both rooms, each in its own order.
+    let only = |room: &str| -> Vec<String> {
+        (alice.iter())
+            .filter(|line| line.starts_with(&format!("[{room}]")))
+            .map(|line| (*line).to_owned())
+            .collect()
+    };
+    assert_eq!(only("rust"), tagged("rust", &rust));
+    assert_eq!(only("tokio"), tagged("tokio", &tokio));
+    assert!(
+        out.contains("after the clients left: 0 in room:rust\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("the logger saw 5 lines\n"), "{out}");
+}
