@@ -3,8 +3,10 @@
 //! over a small name space, for a bounded time; then every subscriber's
 //! whole stream and the broker's counters are checked.
 //!
-//! The run lasts [`DEFAULT_SECS`] seconds; set `CHANNELCAST_SOAK_SECS` (a
-//! number of seconds, fractions allowed) for longer local runs. Seeds are
+//! The run lasts [`DEFAULT_SECS`] seconds, [`SOAK_SECS`] with
+//! `CHANNELCAST_SOAK=1` (the long versions of the slow tests, as `.ci/run`
+//! runs them); set `CHANNELCAST_SOAK_SECS` (a number of seconds, fractions
+//! allowed) for any other length. Seeds are
 //! fixed, the interleaving is whatever the scheduler makes of it, and every
 //! check holds for any interleaving:
 //!
@@ -37,8 +39,10 @@ use channelcast::{
     glob_match, Broker, Message, Name, Overflow, RecvTimeoutError, Source, Subscriber, TryRecvError,
 };
 
-/// How long the soak runs by default (CI).
+/// How long the soak runs in a plain `cargo test`.
 const DEFAULT_SECS: f64 = 2.0;
+/// How long it runs with `CHANNELCAST_SOAK=1`.
+const SOAK_SECS: f64 = 30.0;
 /// Overrides [`DEFAULT_SECS`] for longer local runs.
 const SECS_VAR: &str = "CHANNELCAST_SOAK_SECS";
 /// Worker threads, each with its own seed.
@@ -886,6 +890,7 @@ fn soak_secs() -> f64 {
             Ok(secs) if secs.is_finite() && secs > 0.0 => secs,
             _ => panic!("{SECS_VAR}={text:?} is not a positive number of seconds"),
         },
+        Err(_) if std::env::var_os("CHANNELCAST_SOAK").is_some_and(|v| v != "0") => SOAK_SECS,
         Err(_) => DEFAULT_SECS,
     }
 }
