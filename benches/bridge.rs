@@ -16,7 +16,7 @@
 //! broker without a bridge.
 //!
 //! The bench starts its own `redis-server` on a free loopback port (it must
-//! be on the PATH). Run with `cargo bench --features redis --bench bridge`.
+//! be on the PATH). Run with `cargo bench -p channelcast-benches --features redis --bench bridge`.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

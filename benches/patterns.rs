@@ -1,4 +1,5 @@
-//! Pattern matching cost as non-matching patterns pile up.
+//! Pattern matching cost as non-matching patterns pile up. Run with
+//! `cargo bench -p channelcast-benches --bench patterns`.
 //!
 //! Scenarios (each `patterns/<shape>/K` group holds both contenders):
 //!

@@ -63,15 +63,19 @@
 //!     ("pmessage", Some("*.art".into())),
 //! ]);
 //!
-//! assert_eq!(broker.channels(None::<&str>), ["news.art"]); // patterns make no channels
+//! assert_eq!(broker.channels(), ["news.art"]); // patterns make no channels
 //! assert_eq!(broker.numpat(), 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! Every (un)subscribe call puts Redis's confirmations in the subscriber's
 //! own stream (one per name, with the running count) and returns the final
-//! count. [`unsubscribe_all`](Subscriber::unsubscribe_all) (and its pattern
-//! and shard twins) releases everything in that namespace.
+//! count. Redis's argument-less `UNSUBSCRIBE` is
+//! [`unsubscribe_all`](Subscriber::unsubscribe_all) (and `punsubscribe_all`,
+//! `sunsubscribe_all`); an empty list of names is an error, never "all".
+//! A subscriber built with
+//! [`confirmations(false)`](SubscriberBuilder::confirmations) gets messages
+//! only (redis-py's `ignore_subscribe_messages`).
 //!
 //! # Pattern syntax
 //!
@@ -307,7 +311,7 @@
 //! for i in 0..3 {
 //!     broker.publish("feed", i.to_string()); // the third overflows
 //! }
-//! assert_eq!(broker.numsub(["feed"])[0].1, 0); // evicted at once
+//! assert_eq!(broker.numsub_one("feed"), 0); // evicted at once
 //! let items: Vec<_> = sub.iter().collect(); // the confirmation, "0", "1", the loss
 //! assert_eq!(items.len(), 4);
 //! assert_eq!(items[3], Message::Lagged { missed: 1 });
@@ -327,8 +331,7 @@
 //!
 //! A thread that both publishes and receives holds a `Broker` clone of its
 //! own, so its `iter` cannot end through disconnection while that clone
-//! lives: end such loops with a message of your own (a `"shutdown"` on a
-//! control channel) or use `recv_timeout`.
+//! lives: stop such loops from outside, as the next section shows.
 //!
 //! ```
 //! use channelcast::{Broker, RecvError};
@@ -345,12 +348,155 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Stopping a receive loop
+//!
+//! A [`Stopper`] is a stop signal any thread can fire. A plain loop waits on
+//! it next to the subscriber's [readiness handle](Subscriber::ready) with
+//! crossbeam's `select!` (no timeout, no polling) and drains with
+//! `try_recv` when the subscriber is ready:
+//!
+//! ```
+//! use std::thread;
+//! use channelcast::crossbeam_channel::select;
+//! use channelcast::{Broker, Stopper, TryRecvError};
+//!
+//! let broker = Broker::new();
+//! let sub = broker.subscriber();
+//! sub.subscribe(["work"])?;
+//! let stopper = Stopper::new();
+//! let signal = stopper.clone();
+//! let keep_alive = broker.clone(); // the loop's own handle: disconnection alone would never end it
+//! let worker = thread::spawn(move || {
+//!     let _broker = keep_alive;
+//!     let mut handled = 0;
+//!     loop {
+//!         select! {
+//!             recv(signal.signal()) -> _ => break, // stopped
+//!             recv(sub.ready()) -> _ => loop {
+//!                 match sub.try_recv() {
+//!                     Ok(msg) => handled += usize::from(msg.is_delivery()),
+//!                     Err(TryRecvError::Empty) => break,
+//!                     Err(_) => return handled, // disconnected or evicted
+//!                 }
+//!             },
+//!         }
+//!     }
+//!     handled
+//! });
+//! broker.publish("work", "a");
+//! stopper.stop();
+//! let handled = worker.join().unwrap();
+//! assert!(handled <= 1); // stopped before or after "a": either is a clean end
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A [`Dispatcher`] runs this loop for you:
+//! [`run_until`](Dispatcher::run_until) takes a `Stopper`, and
+//! [`spawn`](Dispatcher::spawn) runs the table in a thread of its own and
+//! returns a [`DispatcherThread`] with `stop` and `join` (redis-py's
+//! `run_in_thread`). Each returns a [`RunReport`] saying why the loop
+//! [ended](Ended) (stopped, disconnected, or evicted by
+//! [`Overflow::Disconnect`]) and how many messages a handler ran for; lag
+//! reports reach [`Dispatcher::on_lagged`] (or the unhandled handler), so a
+//! dispatcher never loses messages silently either.
+//!
+//! # Async
+//!
+//! [`Subscriber::recv_async`] is `recv` as a future, and
+//! [`Subscriber::stream`] is the subscriber as a [`futures_core::Stream`]
+//! that ends where `iter` would. They work on any executor: the publisher
+//! that queues an item wakes the waiting task directly (no helper thread,
+//! no polling), and no runtime feature is needed — async support is always
+//! compiled, as it costs the blocking path one empty-list check per push.
+//!
+//! ```
+//! use channelcast::Broker;
+//!
+//! # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+//! # runtime.block_on(async {
+//! let broker = Broker::new();
+//! let sub = broker.subscriber_builder().confirmations(false).build();
+//! sub.subscribe(["events"])?;
+//! let consumer = tokio::spawn(async move {
+//!     let mut seen = Vec::new();
+//!     // Ends when every Broker handle is gone and the queue is drained.
+//!     while let Ok(msg) = sub.recv_async().await {
+//!         seen.push(msg.payload_str().unwrap_or_default().to_owned());
+//!     }
+//!     seen
+//! });
+//! broker.publish("events", "one");
+//! broker.publish("events", "two");
+//! drop(broker);
+//! assert_eq!(consumer.await?, ["one", "two"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **Cancel-safe.** Dropping a `recv_async` future (or a `stream`) before it
+//! resolves loses nothing: the item stays queued for the next receive. So
+//! `recv_async` can sit in a `tokio::select!` loop next to a socket or a
+//! timer, and `tokio::time::timeout(d, sub.recv_async())` is safe.
+//!
+//! **Publishing from async code.** `publish` never waits — it only queues —
+//! unless a subscriber of that publish was built with [`Overflow::Block`]
+//! or [`Overflow::BlockFor`]. Those two make the publisher wait for the
+//! subscriber to make room, which would stall a runtime thread (and, on a
+//! current-thread runtime, deadlock if the subscriber is a task of the same
+//! runtime). Where a publish may meet such a subscriber, publish from
+//! `tokio::task::spawn_blocking`, or give the subscriber `BlockFor` (a
+//! bounded stall, then a reported loss) or a dropping policy:
+//!
+//! ```
+//! use channelcast::{Broker, Overflow};
+//!
+//! # let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+//! # runtime.block_on(async {
+//! let broker = Broker::new();
+//! let sub = broker.subscriber_builder().capacity(1).overflow(Overflow::Block)
+//!     .confirmations(false).build();
+//! sub.subscribe(["jobs"])?;
+//! let consumer = tokio::spawn(async move {
+//!     let mut n = 0;
+//!     while sub.recv_async().await.is_ok() {
+//!         n += 1;
+//!     }
+//!     n
+//! });
+//! // Waits for room as often as it needs to, off the runtime's thread.
+//! tokio::task::spawn_blocking(move || {
+//!     for i in 0..100 {
+//!         broker.publish("jobs", i.to_string());
+//!     }
+//! })
+//! .await?;
+//! assert_eq!(consumer.await?, 100);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `examples/async_rooms.rs` serves chat rooms with one task per
+//! connection.
+//!
 //! # Scaling out
 //!
 //! With the cargo feature `redis` (off by default; without it the crate has
 //! no networking at all), a `Bridge` joins a broker to a real Redis server
 //! for chosen channels and patterns, so several processes share them; see
 //! the `Bridge` type and `examples/bridge.rs`.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds | needs |
+//! |---|---|---|---|
+//! | (none) | | the whole in-process broker, blocking and async receives | Rust 1.77 |
+//! | `redis` | off | `Bridge`: channels and patterns shared with a Redis server (networking, via redis-rs) | Rust 1.88 |
+//!
+//! Async support (`recv_async`, `stream`) is not a feature: it is always
+//! there, needs no runtime, and adds only `futures-core` (the `Stream`
+//! trait) to the dependencies.
 //!
 //! # Differences from Redis
 //!
@@ -379,13 +525,14 @@
 //!   budget, a silent default limit would change behaviour under load, and
 //!   Redis's silent eviction is its most common pub/sub complaint.
 //! - **Zero names** in `subscribe` is [`SubscribeError::NoNames`], where Redis
-//!   answers "wrong number of arguments". Zero names in `unsubscribe`
-//!   (and `punsubscribe`, `sunsubscribe`) is [`UnsubscribeError::NoNames`],
-//!   where Redis releases everything: that form is spelled
-//!   [`unsubscribe_all`](Subscriber::unsubscribe_all) (and friends) here, so
-//!   that a computed list that happens to be empty never releases
-//!   everything by accident.
-//! - **Payloads** are any `Clone + Send` type, [`bytes::Bytes`] by default;
+//!   answers "wrong number of arguments". In `unsubscribe` (and
+//!   `punsubscribe`, `sunsubscribe`) zero names is
+//!   [`UnsubscribeError::NoNames`] too, where Redis releases everything:
+//!   a computed list that happens to be empty must not unsubscribe from all.
+//!   Redis's argument-less form is
+//!   [`unsubscribe_all`](Subscriber::unsubscribe_all) (`punsubscribe_all`,
+//!   `sunsubscribe_all`).
+//! - **Payloads** are any `Clone + Send + Sync` type (subscribers of one channel may share one stored copy, read from their own threads), [`bytes::Bytes`] by default;
 //!   each delivery clones it (a reference-count increment for `Bytes`).
 
 #![forbid(unsafe_code)]
@@ -406,20 +553,23 @@ mod message;
 mod name;
 mod registry;
 mod stats;
+mod stop;
 mod subscriber;
 mod trie;
 
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use bridge::{Bridge, BridgeBuilder, BridgeError, BridgeOverflow, BridgeStats, ConnectError};
 pub use broker::Broker;
 pub use builder::SubscriberBuilder;
-pub use dispatch::Dispatcher;
+pub use dispatch::{Dispatcher, DispatcherThread, Ended, RunReport};
 pub use error::{RecvError, RecvTimeoutError, SubscribeError, TryRecvError, UnsubscribeError};
-pub use glob::{glob_match, Glob};
+pub use glob::{glob_match, glob_match_bytes, Glob};
 pub use mailbox::Overflow;
 pub use message::{Message, Source};
 pub use name::Name;
 pub use stats::{BrokerStats, SubscriberStats};
+pub use stop::Stopper;
 pub use subscriber::{Iter, MessageStream, Recv, Subscriber, TryIter};
 
 /// The README's examples, compiled and run as doctests.

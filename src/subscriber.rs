@@ -86,7 +86,7 @@ impl<P> Registry<P> {
     }
 }
 
-impl<P: Clone + Send + 'static> Subscriber<P> {
+impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
     pub(crate) fn new(
         registry: &Arc<Registry<P>>,
         bound: Option<Bound<P>>,
@@ -637,7 +637,7 @@ impl<P> fmt::Debug for Subscriber<P> {
 
 /// The future of [`Subscriber::recv_async`].
 #[must_use = "futures do nothing unless awaited"]
-pub struct Recv<'a, P> {
+pub struct Recv<'a, P = bytes::Bytes> {
     mailbox: &'a Arc<Mailbox<P>>,
     slot: Option<u64>,
 }
@@ -667,7 +667,7 @@ impl<P> fmt::Debug for Recv<'_, P> {
 
 /// The stream of [`Subscriber::stream`].
 #[must_use = "streams do nothing unless polled"]
-pub struct MessageStream<'a, P> {
+pub struct MessageStream<'a, P = bytes::Bytes> {
     mailbox: &'a Arc<Mailbox<P>>,
     slot: Option<u64>,
     done: bool,

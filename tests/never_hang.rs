@@ -180,7 +180,7 @@ fn a_waiting_publisher_stalls_only_its_own_channel() {
                 others.publish(name, "x");
             }
             let _ = others.stats();
-            let _ = others.channels(None::<&str>);
+            let _ = others.channels();
             let _ = others.numsub(["slow"]);
             let _ = others.numpat();
             watcher.punsubscribe(["other1*"]).unwrap();
