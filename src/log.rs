@@ -172,17 +172,13 @@ impl<P, W> Cursor<P, W> {
         usize::try_from(end.saturating_sub(self.position)).unwrap_or(usize::MAX)
     }
 
-    /// Registers `reader` to be woken by the next append; returns whether
-    /// an entry arrived meanwhile (then there is no need to wait).
+    /// Registers `reader` to be woken by the next append (the caller
+    /// registers each reader once until it is woken); returns whether an
+    /// entry arrived meanwhile (then there is no need to wait).
     pub(crate) fn sleep(&self, reader: &Arc<W>) -> bool {
         {
             let mut sleepers = self.shared.sleepers.lock();
-            if !sleepers
-                .iter()
-                .any(|sleeper| std::ptr::eq(sleeper.as_ptr(), Arc::as_ptr(reader)))
-            {
-                sleepers.push(Arc::downgrade(reader));
-            }
+            sleepers.push(Arc::downgrade(reader));
             self.shared
                 .sleeping
                 .store(sleepers.len(), Ordering::Relaxed);
@@ -256,7 +252,7 @@ mod tests {
         assert!(!reader.sleep(&flag));
         log.append(Entry::Payload(1));
         assert!(flag.0.load(Ordering::SeqCst));
-        // Registered once, woken once: the next append wakes nobody.
+        // Woken once: the next append wakes nobody.
         flag.0.store(false, Ordering::SeqCst);
         log.append(Entry::Payload(2));
         assert!(!flag.0.load(Ordering::SeqCst));

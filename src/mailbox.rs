@@ -178,6 +178,8 @@ struct Inner<P> {
     /// log instead of having deliveries queued here (see `log.rs`). It is
     /// read after `items`, which hold only what came before the cursor.
     log: Option<Box<LogReader<P>>>,
+    /// Registered with that log's sleepers (until the next append wakes it).
+    log_sleeper: bool,
 }
 
 /// A subscriber's place in the log of its only channel.
@@ -257,6 +259,7 @@ impl<P> Mailbox<P> {
                 wakers: Vec::new(),
                 next_waker: 0,
                 log: None,
+                log_sleeper: false,
             }),
             readable: Condvar::new(),
             writable: Condvar::new(),
@@ -606,7 +609,22 @@ impl<P> Mailbox<P> {
     /// Stops reading a channel log, dropping what was not read (the
     /// subscriber is going away).
     pub(crate) fn drop_log(&self) {
-        self.inner.lock().log = None;
+        let mut inner = self.inner.lock();
+        inner.log = None;
+        inner.log_sleeper = false;
+    }
+
+    /// Before waiting: makes sure the log this subscriber reads (if any)
+    /// will wake it; returns whether an entry arrived meanwhile.
+    fn sleep_on_log(self: &Arc<Self>, inner: &mut Inner<P>) -> bool {
+        let Some(reader) = &inner.log else {
+            return false;
+        };
+        if inner.log_sleeper {
+            return reader.cursor.has_next();
+        }
+        inner.log_sleeper = true;
+        reader.cursor.sleep(self)
     }
 
     /// Removes an async registration (its future was dropped).
@@ -624,6 +642,7 @@ impl<P> Wake for Mailbox<P> {
     /// A log this subscriber reads grew.
     fn wake(&self) {
         let mut inner = self.inner.lock();
+        inner.log_sleeper = false;
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
         wakers.into_iter().for_each(Waker::wake);
@@ -638,6 +657,7 @@ impl<P: Clone> Mailbox<P> {
         let Some(mut reader) = inner.log.take() else {
             return;
         };
+        inner.log_sleeper = false;
         while let Some(message) = reader.next() {
             if message.is_delivery() {
                 inner.deliveries += 1;
@@ -685,10 +705,8 @@ impl<P: Clone> Mailbox<P> {
                 }
                 continue;
             }
-            if let Some(reader) = &inner.log {
-                if reader.cursor.sleep(self) {
-                    continue; // it grew meanwhile
-                }
+            if self.sleep_on_log(&mut inner) {
+                continue; // it grew meanwhile
             }
             inner.recv_waiters += 1;
             let timed_out = match deadline {
@@ -763,8 +781,8 @@ impl<P: Clone> Mailbox<P> {
             Some((_, waker)) => waker.clone_from(cx.waker()),
             None => inner.wakers.push((id, cx.waker().clone())),
         }
-        if let Some(reader) = &inner.log {
-            if reader.cursor.sleep(self) {
+        if self.sleep_on_log(&mut inner) {
+            {
                 // It grew meanwhile: take it now (the registration stays
                 // until this future resolves or is dropped).
                 if let Some(message) = self.pop(&mut inner) {
