@@ -847,20 +847,17 @@ impl<P: Clone> Registry<P> {
             tally.record(&mut shard);
             return 0;
         }
-        let channel_name = match exact {
-            Some((name, _)) => name.clone(),
-            None => Name::recent(channel),
+        // Borrowed from the map when the channel has exact subscribers: each
+        // delivery then costs one reference-count increment, no more.
+        let recent;
+        let channel_name: &Name = match exact {
+            Some((name, _)) => name,
+            None => {
+                recent = Name::recent(channel);
+                &recent
+            }
         };
-        let make = move |payload: P| match space {
-            Space::Channel => Message::Message {
-                channel: channel_name.clone(),
-                payload,
-            },
-            Space::Shard => Message::SMessage {
-                channel: channel_name.clone(),
-                payload,
-            },
-        };
+        let make = |payload: P| message(space, channel_name, payload);
         let mut payload = Payload {
             payload: Some(payload),
             left: queued_to + usize::from(readers > 0),
@@ -887,7 +884,8 @@ impl<P: Clone> Registry<P> {
                 groups.push((Arc::clone(mailbox), *exact_too, group));
             }
             let kept = payload.payload.take();
-            let busy_name = make_name(exact, channel);
+            let busy_name = channel_name.clone();
+            let make = |payload: P| message(space, &busy_name, payload);
             drop(plan);
             drop(matched);
             drop(table);
@@ -895,7 +893,7 @@ impl<P: Clone> Registry<P> {
             // can get between the plan and its deliveries.
             shard.busy.push((space, busy_name.clone()));
             drop(shard);
-            tally.busy = Some((space, busy_name));
+            tally.busy = Some((space, busy_name.clone()));
             let start = Instant::now();
             for (mailbox, exact_too, mut group) in groups {
                 let patience = Patience::Until(
@@ -1045,9 +1043,13 @@ impl<P: Clone> Registry<P> {
 /// it holds the channel itself, and its deliveries.
 type Owned<P> = (Arc<Mailbox<P>>, bool, Group<P>);
 
-/// The channel's name, for a busy mark.
-fn make_name<P>(exact: Option<(&Name, &Subscribers<P>)>, channel: &[u8]) -> Name {
-    exact.map_or_else(|| Name::recent(channel), |(name, _)| name.clone())
+/// A delivery of `payload` on `channel` in `space`.
+fn message<P>(space: Space, channel: &Name, payload: P) -> Message<P> {
+    let channel = channel.clone();
+    match space {
+        Space::Channel => Message::Message { channel, payload },
+        Space::Shard => Message::SMessage { channel, payload },
+    }
 }
 
 /// The channel name a group's `pmessage`s carry: the one its `message`
