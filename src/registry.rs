@@ -850,12 +850,11 @@ impl<P: Clone> Registry<P> {
         // Borrowed from the map when the channel has exact subscribers: each
         // delivery then costs one reference-count increment, no more.
         let recent;
-        let channel_name: &Name = match exact {
-            Some((name, _)) => name,
-            None => {
-                recent = Name::recent(channel);
-                &recent
-            }
+        let channel_name: &Name = if let Some((name, _)) = exact {
+            name
+        } else {
+            recent = Name::recent(channel);
+            &recent
         };
         let make = |payload: P| message(space, channel_name, payload);
         let mut payload = Payload {
