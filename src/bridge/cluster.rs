@@ -168,12 +168,6 @@ pub(super) fn node_target(seed: &Target, addr: &str) -> Target {
     }
 }
 
-/// Asks one node for the slot map.
-pub(super) fn ask(shared: &Shared, target: &Target) -> Result<SlotMap, ConnectError> {
-    let mut conn = Conn::open(target, shared.timeouts)?;
-    ask_on(shared, &mut conn, target)
-}
-
 /// Asks the node at the other end of `conn` for the slot map.
 pub(super) fn ask_on(
     shared: &Shared,
@@ -211,9 +205,20 @@ pub(super) fn ask_on(
     }
 }
 
-/// Reads the slot map from the first node that answers: the masters of
-/// the current map first, then the seeds.
-pub(super) fn fetch(shared: &Shared) -> Result<SlotMap, ConnectError> {
+/// Reads the slot map: on `kept` (the connection that answered last
+/// time) if it still answers, else from the first node that does, the
+/// masters of the current map first, then the seeds; `kept` is then that
+/// node's connection.
+pub(super) fn fetch(
+    shared: &Shared,
+    kept: &mut Option<(Conn, Target)>,
+) -> Result<SlotMap, ConnectError> {
+    if let Some((conn, target)) = kept.as_mut() {
+        if let Ok(map) = ask_on(shared, conn, target) {
+            return Ok(map);
+        }
+        *kept = None;
+    }
     let current = shared.slot_map();
     let mut tried: Vec<String> = Vec::new();
     let mut last = None;
@@ -228,8 +233,15 @@ pub(super) fn fetch(shared: &Shared) -> Result<SlotMap, ConnectError> {
             continue;
         }
         tried.push(addr);
-        match ask(shared, &target) {
-            Ok(map) => return Ok(map),
+        let asked = Conn::open(&target, shared.timeouts).and_then(|mut conn| {
+            let map = ask_on(shared, &mut conn, &target)?;
+            Ok((map, conn))
+        });
+        match asked {
+            Ok((map, conn)) => {
+                *kept = Some((conn, target));
+                return Ok(map);
+            }
             Err(error) => last = Some(error),
         }
         if shared.stopped() {

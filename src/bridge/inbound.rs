@@ -30,6 +30,10 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// While a master's subscribed connection is down, the slot map is read
 /// again this often (a replica may have taken over).
 const REFRESH_WHILE_DOWN: Duration = Duration::from_millis(500);
+/// And this often in any case: a master that loses a slot does not always
+/// tell its subscribers (no `sunsubscribe` push), and a subscriber cannot
+/// tell a quiet channel from one now published elsewhere.
+const REFRESH_EVERY: Duration = Duration::from_secs(2);
 /// Payloads up to this size are copied out of the read buffer, so that a
 /// small message waiting in a subscriber's queue does not keep a whole
 /// read chunk alive; larger ones are shared with it.
@@ -369,11 +373,19 @@ pub(super) fn shards(
     let mut workers: Vec<Worker> = Vec::new();
     let mut stopping: Vec<JoinHandle<()>> = Vec::new();
     let mut refreshed: Option<Instant> = None;
+    let mut kept = None;
     while !shared.stopped() {
         let all_up = workers.iter().all(|w| w.up.load(Ordering::Acquire));
-        let due = refreshed.map_or(true, |at| !all_up && at.elapsed() >= REFRESH_WHILE_DOWN);
+        let due = refreshed.map_or(true, |at| {
+            let every = if all_up {
+                REFRESH_EVERY
+            } else {
+                REFRESH_WHILE_DOWN
+            };
+            at.elapsed() >= every
+        });
         if shared.refresh.swap(false, Ordering::AcqRel) || due {
-            match cluster::fetch(shared) {
+            match cluster::fetch(shared, &mut kept) {
                 Ok(map) => shared.install(map),
                 Err(error) => shared.failed(error),
             }

@@ -576,6 +576,15 @@ impl Bridge {
             && self.shared.shards_up.load(Ordering::Acquire)
     }
 
+    /// The Redis Cluster hash slot of a shard channel (or key): CRC16 of
+    /// the name, or of its `{hash tag}` when it has a non-empty one,
+    /// modulo 16,384 — what `CLUSTER KEYSLOT` answers. Shard channels with
+    /// the same hash tag (`{room7}.chat`, `{room7}.typing`) share a slot,
+    /// hence a master.
+    pub fn key_slot(channel: impl AsRef<[u8]>) -> u16 {
+        cluster::key_slot(channel.as_ref())
+    }
+
     /// Whether the server is a Redis Cluster node (from its answer to
     /// `CLUSTER SLOTS`; `false` until a node answered, and without bridged
     /// shard channels, which are what it is asked for).
