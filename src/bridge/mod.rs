@@ -518,6 +518,12 @@ impl fmt::Debug for BridgeBuilder<'_> {
 /// other program) carry no sequence numbers, so their losses cannot be
 /// detected.
 ///
+/// Shard channels ([`shard_channels`](BridgeBuilder::shard_channels)) go
+/// as `SPUBLISH` / `SSUBSCRIBE`; on a Redis Cluster each goes to the master
+/// serving its [hash slot](Bridge::key_slot), on one connection per master,
+/// and follows its slot when it moves (`-MOVED`, failover, migration). A
+/// master that is down holds up only the shard channels of its slots.
+///
 /// When the server is unreachable or a connection drops, local delivery
 /// keeps working; the bridge reconnects with backoff (25 ms doubling to
 /// 1 s), subscribes again and sends what it queued meanwhile (up to the
