@@ -198,10 +198,24 @@ fn publishes_made_while_the_server_is_down_are_sent_after_it_returns() {
         Some(ConnectError::Refused { .. } | ConnectError::Io { .. })
     ));
 
-    // A plain subscriber, there before the bridge can reconnect.
-    server.restart();
+    // A plain subscriber, there before the bridge can reconnect: the server
+    // comes back refusing the default user (the bridges' connections) until
+    // the subscriber, another user, is subscribed.
+    server.restart_with(&[
+        "--user", "admin", "on", ">secret", "~*", "&*", "+@all", "--user", "default", "off",
+    ]);
     let mut sub = server.conn();
+    let auth = sub.call(&[b"AUTH", b"admin", b"secret"]).unwrap();
+    assert_eq!(auth, Reply::Simple(b"OK".to_vec()));
     sub.call(&[b"SUBSCRIBE", b"chat"]).unwrap();
+    let mut admin = server.conn();
+    admin.call(&[b"AUTH", b"admin", b"secret"]).unwrap();
+    let opened = admin
+        .call(&[
+            b"ACL", b"SETUSER", b"default", b"on", b"nopass", b"~*", b"&*", b"+@all",
+        ])
+        .unwrap();
+    assert_eq!(opened, Reply::Simple(b"OK".to_vec()));
     assert!(bridge_a.wait_connected(PATIENCE), "A reconnects");
     assert!(
         bridge_b.wait_connected(PATIENCE),

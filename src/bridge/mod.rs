@@ -12,9 +12,18 @@
 //!   `PSUBSCRIBE`s the bridged patterns, checks the sequence numbers of
 //!   other bridges for gaps, and publishes what arrives locally.
 //!
+//! Bridged shard channels (`spublish` / `ssubscribe`) add a third thread,
+//! *shards* ([`inbound::shards`]): it keeps the map of hash slots to the
+//! masters serving them ([`cluster`]; a plain server is one node serving
+//! every slot) and one subscribed connection per master that serves a
+//! bridged shard channel, each on its own thread, `SSUBSCRIBE`d to the
+//! channels of that master's slots. The outbound thread sends each
+//! `SPUBLISH` to its slot's master, on one connection per master.
+//!
 //! [`resp`] is the wire protocol, [`envelope`] the header each payload
 //! travels with.
 
+mod cluster;
 mod envelope;
 mod inbound;
 mod outbound;
@@ -34,6 +43,8 @@ use crate::fast_hash::FastSet;
 use crate::registry::{Registry, Space};
 use crate::trie::PatternTrie;
 use crate::{Broker, Glob, Name};
+use cluster::SlotMap;
+use inbound::Peers;
 
 use envelope::Origin;
 use outbound::Outbox;
@@ -187,9 +198,15 @@ pub struct BridgeStats {
     /// their sequence numbers (Redis dropped them, evicted the subscriber
     /// connection, or the connection was down).
     pub missed: u64,
-    /// Times a connection (either one) was established again after an
-    /// earlier one of the same kind; the first connections do not count.
+    /// Times a connection was established again after an earlier one to
+    /// the same node for the same purpose; the first connections do not
+    /// count.
     pub reconnects: u64,
+    /// Shard publishes Redis Cluster turned away without running them
+    /// (`-MOVED`, `-ASK`, `-CLUSTERDOWN`, `-TRYAGAIN`) and that were sent
+    /// again (to the slot's new master, or later); each is still counted
+    /// once in `sent`, `lost` or `unknown` in the end.
+    pub redirected: u64,
 }
 
 /// Starts a [`Bridge`]; from [`Bridge::builder`].
@@ -199,6 +216,8 @@ pub struct BridgeBuilder<'a> {
     url: String,
     channels: Vec<Name>,
     patterns: Vec<Name>,
+    shard_channels: Vec<Name>,
+    seeds: Vec<String>,
     config: Config,
 }
 
@@ -244,6 +263,40 @@ impl BridgeBuilder<'_> {
         I::Item: Into<Name>,
     {
         self.patterns.extend(patterns.into_iter().map(Into::into));
+        self
+    }
+
+    /// Bridges these shard channels (`SSUBSCRIBE` / `SPUBLISH` on the
+    /// Redis side): local [`Broker::spublish`]es on them go to Redis, and
+    /// local [`ssubscribe`](crate::Subscriber::ssubscribe)rs receive what
+    /// other processes `SPUBLISH` there.
+    ///
+    /// On Redis Cluster (found out from the server: nothing to configure),
+    /// each shard channel is published to and subscribed at the master
+    /// serving its hash slot, so the traffic spreads over the masters
+    /// instead of reaching every node as `PUBLISH` does. On a plain server
+    /// they work the same way, on that one server.
+    pub fn shard_channels<I>(mut self, channels: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<Name>,
+    {
+        self.shard_channels
+            .extend(channels.into_iter().map(Into::into));
+        self
+    }
+
+    /// Other nodes of the same Redis Cluster (`redis://host:port/` each;
+    /// the credentials of the main URL are used for every node), asked
+    /// for the slot map when no node known so far answers. Not needed for
+    /// a working cluster: any node tells where the others are.
+    pub fn cluster<I>(mut self, seed_urls: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.seeds
+            .extend(seed_urls.into_iter().map(|url| url.as_ref().to_owned()));
         self
     }
 
@@ -306,34 +359,58 @@ impl BridgeBuilder<'_> {
     /// broker has a bridge already.
     pub fn start(self) -> Result<Bridge, BridgeError> {
         let target = parse_url(&self.url)?;
+        let seeds = seed_targets(&target, &self.seeds)?;
         let timeouts = Timeouts {
             connect: self.config.connect_timeout,
             write: self.config.reply_timeout,
         };
-        let (first, last_error) = match Conn::open(&target, timeouts) {
+        let (mut first, last_error) = match Conn::open(&target, timeouts) {
             Ok(conn) => (Some(conn), None),
             Err(error) if error.is_definite() => return Err(BridgeError::Misconfigured(error)),
             Err(error) => (None, Some(error)),
         };
+        let names = Names::new(self.channels, &self.patterns, self.shard_channels);
         let shared = Arc::new(Shared {
             origin: envelope::new_origin(),
-            names: Names::new(self.channels, &self.patterns),
+            names,
             config: self.config,
+            slot_map: Mutex::new(Arc::new(SlotMap::single(target.addr()))),
+            map_version: AtomicU64::new(0),
+            refresh: AtomicBool::new(true),
             target,
+            seeds,
             timeouts,
             outbox: Outbox::new(),
             stop: AtomicBool::new(false),
             abandon: AtomicBool::new(false),
             inbound_up: AtomicBool::new(false),
             outbound_up: AtomicBool::new(false),
+            shards_up: AtomicBool::new(false),
             counters: Counters::default(),
+            peers: Mutex::new(Peers::default()),
             last_error: Mutex::new(last_error),
         });
+        if shared.names.shard.is_empty() {
+            shared.shards_up.store(true, Ordering::Release);
+        } else if let Some(conn) = first.as_mut() {
+            // The slot map before the first publish, when the server answers.
+            match cluster::ask_on(&shared, conn, &shared.target) {
+                Ok(map) => shared.install(map),
+                Err(error) if error.is_definite() => return Err(BridgeError::Misconfigured(error)),
+                Err(error) => {
+                    shared.failed(error);
+                    first = None;
+                }
+            }
+        }
         let tap_shared = Arc::clone(&shared);
         let tap = Arc::new(move |space: Space, channel: &[u8], payload: &Bytes| {
-            // Shard channels are not bridged (yet): only `publish`.
-            if space == Space::Channel && tap_shared.names.bridges(channel) {
-                tap_shared.outbox.push(&tap_shared, channel, payload);
+            let bridged = match space {
+                Space::Channel => tap_shared.names.bridges(channel),
+                Space::Shard => tap_shared.names.shard.contains(channel),
+            };
+            if bridged {
+                tap_shared.outbox.push(&tap_shared, space, channel, payload);
             }
         });
         if !self.broker.registry.set_tap(Some(tap)) {
@@ -341,7 +418,7 @@ impl BridgeBuilder<'_> {
         }
         let registry = Arc::downgrade(&self.broker.registry);
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
-        let threads = vec![
+        let mut threads = vec![
             spawn("channelcast-bridge-out", {
                 let (shared, done_tx) = (Arc::clone(&shared), done_tx.clone());
                 move || {
@@ -350,7 +427,7 @@ impl BridgeBuilder<'_> {
                 }
             }),
             spawn("channelcast-bridge-in", {
-                let shared = Arc::clone(&shared);
+                let (shared, done_tx) = (Arc::clone(&shared), done_tx.clone());
                 let registry = registry.clone();
                 move || {
                     inbound::run(&shared, &registry);
@@ -358,6 +435,15 @@ impl BridgeBuilder<'_> {
                 }
             }),
         ];
+        if shared.names.shard.is_empty() {
+            drop(done_tx);
+        } else {
+            threads.push(spawn("channelcast-bridge-shards", {
+                let shared = Arc::clone(&shared);
+                let registry = registry.clone();
+                move || inbound::shards(&shared, &registry, &done_tx)
+            }));
+        }
         Ok(Bridge {
             shared,
             registry,
@@ -365,6 +451,21 @@ impl BridgeBuilder<'_> {
             done,
         })
     }
+}
+
+/// Where to ask for the slot map: `target`, then the seed URLs, with
+/// `target`'s credentials.
+fn seed_targets(target: &Target, urls: &[String]) -> Result<Vec<Target>, BridgeError> {
+    let mut seeds = vec![target.clone()];
+    for url in urls {
+        let seed = parse_url(url)?;
+        seeds.push(Target {
+            username: target.username.clone(),
+            password: target.password.clone(),
+            ..seed
+        });
+    }
+    Ok(seeds)
 }
 
 /// Reads a `redis://` URL with redis-rs.
@@ -394,6 +495,7 @@ impl fmt::Debug for BridgeBuilder<'_> {
             .field("url", &self.url)
             .field("channels", &self.channels)
             .field("patterns", &self.patterns)
+            .field("shard_channels", &self.shard_channels)
             .finish_non_exhaustive()
     }
 }
@@ -415,6 +517,12 @@ impl fmt::Debug for BridgeBuilder<'_> {
 /// numbers. Messages from clients that are not bridges (`redis-cli`, any
 /// other program) carry no sequence numbers, so their losses cannot be
 /// detected.
+///
+/// Shard channels ([`shard_channels`](BridgeBuilder::shard_channels)) go
+/// as `SPUBLISH` / `SSUBSCRIBE`; on a Redis Cluster each goes to the master
+/// serving its [hash slot](Bridge::key_slot), on one connection per master,
+/// and follows its slot when it moves (`-MOVED`, failover, migration). A
+/// master that is down holds up only the shard channels of its slots.
 ///
 /// When the server is unreachable or a connection drops, local delivery
 /// keeps working; the bridge reconnects with backoff (25 ms doubling to
@@ -458,15 +566,36 @@ impl Bridge {
             url: url.to_owned(),
             channels: Vec::new(),
             patterns: Vec::new(),
+            shard_channels: Vec::new(),
+            seeds: Vec::new(),
             config: Config::default(),
         }
     }
 
-    /// Whether both connections (publishing and subscribed) are up, the
-    /// subscriptions confirmed by the server.
+    /// Whether the publishing connection and every subscribed connection
+    /// are up, the subscriptions confirmed by the server (with bridged
+    /// shard channels: one subscribed connection per master serving one of
+    /// them, on the latest slot map).
     pub fn is_connected(&self) -> bool {
         self.shared.inbound_up.load(Ordering::Acquire)
             && self.shared.outbound_up.load(Ordering::Acquire)
+            && self.shared.shards_up.load(Ordering::Acquire)
+    }
+
+    /// The Redis Cluster hash slot of a shard channel (or key): CRC16 of
+    /// the name, or of its `{hash tag}` when it has a non-empty one,
+    /// modulo 16,384 — what `CLUSTER KEYSLOT` answers. Shard channels with
+    /// the same hash tag (`{room7}.chat`, `{room7}.typing`) share a slot,
+    /// hence a master.
+    pub fn key_slot(channel: impl AsRef<[u8]>) -> u16 {
+        cluster::key_slot(channel.as_ref())
+    }
+
+    /// Whether the server is a Redis Cluster node (from its answer to
+    /// `CLUSTER SLOTS`; `false` until a node answered, and without bridged
+    /// shard channels, which are what it is asked for).
+    pub fn is_cluster(&self) -> bool {
+        self.shared.slot_map().is_cluster()
     }
 
     /// Waits up to `timeout` for [`is_connected`](Bridge::is_connected);
@@ -569,10 +698,12 @@ struct Names {
     /// Distinct, in the order given.
     patterns: Vec<Glob>,
     trie: PatternTrie,
+    /// Bridged shard channels.
+    shard: FastSet<Name>,
 }
 
 impl Names {
-    fn new(channels: Vec<Name>, patterns: &[Name]) -> Self {
+    fn new(channels: Vec<Name>, patterns: &[Name], shard: Vec<Name>) -> Self {
         let mut globs: Vec<Glob> = Vec::new();
         let mut trie = PatternTrie::new();
         for pattern in patterns {
@@ -589,6 +720,7 @@ impl Names {
             channels: channels.into_iter().collect(),
             patterns: globs,
             trie,
+            shard: shard.into_iter().collect(),
         }
     }
 
@@ -636,6 +768,7 @@ struct Counters {
     received: AtomicU64,
     missed: AtomicU64,
     reconnects: AtomicU64,
+    redirected: AtomicU64,
 }
 
 impl Counters {
@@ -652,7 +785,17 @@ struct Shared {
     origin: Origin,
     names: Names,
     config: Config,
+    /// The URL's server: the node for `PUBLISH` and `SUBSCRIBE`.
     target: Target,
+    /// Where to ask for the slot map: the URL's server, then the
+    /// [`cluster`](BridgeBuilder::cluster) seeds.
+    seeds: Vec<Target>,
+    /// Which master serves each shard channel; replaced whole.
+    slot_map: Mutex<Arc<SlotMap>>,
+    /// Bumped on each change of `slot_map`.
+    map_version: AtomicU64,
+    /// Set to ask the shards thread for a fresh slot map.
+    refresh: AtomicBool,
     timeouts: Timeouts,
     outbox: Outbox,
     stop: AtomicBool,
@@ -660,7 +803,13 @@ struct Shared {
     abandon: AtomicBool,
     inbound_up: AtomicBool,
     outbound_up: AtomicBool,
+    /// Every master serving a bridged shard channel has its subscribed
+    /// connection up.
+    shards_up: AtomicBool,
     counters: Counters,
+    /// Sequence numbers seen from other bridges; shared by the subscribed
+    /// connections, since a shard channel moves between them.
+    peers: Mutex<Peers>,
     last_error: Mutex<Option<ConnectError>>,
 }
 
@@ -688,7 +837,27 @@ impl Shared {
             received: c.received.load(Ordering::Relaxed),
             missed: c.missed.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
+            redirected: c.redirected.load(Ordering::Relaxed),
         }
+    }
+
+    /// The slot map now.
+    fn slot_map(&self) -> Arc<SlotMap> {
+        Arc::clone(&self.slot_map.lock())
+    }
+
+    /// Replaces the slot map if `map` differs from it.
+    fn install(&self, map: SlotMap) {
+        let mut current = self.slot_map.lock();
+        if **current != map {
+            *current = Arc::new(map);
+            self.map_version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Asks the shards thread for a fresh slot map.
+    fn want_refresh(&self) {
+        self.refresh.store(true, Ordering::Release);
     }
 
     /// Sleeps up to `duration`, in ticks, returning early on stop.

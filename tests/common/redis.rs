@@ -436,6 +436,9 @@ impl Cluster {
                 &file,
                 "--cluster-node-timeout",
                 "1000",
+                // The other masters keep serving their slots while one is down.
+                "--cluster-require-full-coverage",
+                "no",
                 "--dir",
                 &dir_arg,
             ])?);
@@ -485,6 +488,50 @@ impl Cluster {
 
     pub(crate) fn url(&self) -> String {
         self.nodes[0].url()
+    }
+
+    /// `CLUSTER KEYSLOT name`, asked of the first node.
+    pub(crate) fn keyslot(&self, name: &[u8]) -> u16 {
+        let reply = self.nodes[0]
+            .conn()
+            .call(&[b"CLUSTER", b"KEYSLOT", name])
+            .expect("CLUSTER KEYSLOT");
+        u16::try_from(reply.integer().expect("an integer slot")).expect("a slot")
+    }
+
+    /// The index in `nodes` of the master serving `slot`, from
+    /// `CLUSTER SLOTS` as the first live node answers it.
+    pub(crate) fn owner(&self, slot: u16) -> usize {
+        let reply = self.nodes[0]
+            .conn()
+            .call(&[b"CLUSTER", b"SLOTS"])
+            .expect("CLUSTER SLOTS");
+        for range in reply.items().expect("ranges") {
+            let fields = range.items().expect("a range");
+            let (start, end) = (fields[0].integer().unwrap(), fields[1].integer().unwrap());
+            if (start..=end).contains(&i64::from(slot)) {
+                let port = fields[2].items().unwrap()[1].integer().unwrap();
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| i64::from(n.port()) == port)
+                    .expect("a node of this cluster");
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    /// `INFO commandstats`'s count of `SPUBLISH` calls on node `i`.
+    pub(crate) fn spublish_calls(&self, i: usize) -> u64 {
+        let reply = self.nodes[i]
+            .conn()
+            .call(&[b"INFO", b"commandstats"])
+            .expect("INFO");
+        let text = String::from_utf8_lossy(reply.bulk().expect("INFO text")).into_owned();
+        text.lines()
+            .find_map(|line| line.strip_prefix("cmdstat_spublish:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |calls| calls.parse().expect("a count"))
     }
 }
 
