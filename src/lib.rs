@@ -263,9 +263,10 @@
 //! [`Overflow::Block`] makes the publisher wait for room, and
 //! [`Overflow::BlockFor`] waits at most a while per publish, then drops and
 //! reports. A waiting publisher holds no lock that other work needs: only
-//! later publishes and (un)subscribes on the *same channel* wait behind it
-//! (so that the channel keeps one order). A subscriber whose own thread
-//! publishes to, or (un)subscribes on, a channel waiting for it deadlocks
+//! later publishes and unsubscribe calls on the *same channel* wait behind
+//! it (so that the channel keeps one order; subscribing, dropping a
+//! subscriber and evictions never wait). A subscriber whose own thread
+//! publishes to, or unsubscribes from, a channel waiting for it deadlocks
 //! under `Block`, as do subscribers whose threads publish to each other in a
 //! cycle; `BlockFor` only stalls. A publisher blocks only when a subscriber
 //! of that publish has one of these two policies, so `publish` never blocks

@@ -38,11 +38,12 @@ pub enum Overflow {
     /// The publisher waits until the subscriber makes room.
     ///
     /// The waiting publisher holds no lock other work needs, except that
-    /// later publishes on the *same channel* (and (un)subscribes on that
-    /// channel) wait behind it, to keep the channel's single order.
+    /// later publishes on the *same channel* (and unsubscribe calls from
+    /// that channel) wait behind it, to keep the channel's single order.
+    /// Subscribing, dropping a subscriber and an eviction never wait.
     ///
     /// **Deadlock hazard:** a subscriber whose own thread publishes to a
-    /// channel that waits for it, or (un)subscribes on such a channel, never
+    /// channel that waits for it, or unsubscribes from such a channel, never
     /// wakes up; nor do subscribers whose threads wait for each other in a
     /// cycle (A's thread publishes to a channel waiting for B while B's
     /// thread publishes to one waiting for A). Prefer
@@ -98,8 +99,13 @@ impl<P> Bound<P> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Open,
-    /// Overflowed under `Disconnect`: being (or already) evicted.
+    /// Overflowed under `Disconnect`: being evicted. Deliveries still
+    /// offered (by publishes that planned before the eviction removed its
+    /// subscriptions) are counted and reported as lost.
     Overflowed,
+    /// Evicted: every subscription is gone, nothing more will arrive, and
+    /// `Overflowed` is the end of the stream once it is drained.
+    Evicted,
     /// Every broker handle is gone.
     BrokerGone,
     /// The subscriber was dropped.
@@ -345,6 +351,9 @@ impl<P> Mailbox<P> {
                     if stamp < inner.stamp {
                         return Err(Refused::Stale);
                     }
+                    if group.is_empty() {
+                        return Ok(offered);
+                    }
                     offered.dropped = group.len() as u64;
                     group.clear();
                     Self::lose(&mut inner, offered.dropped);
@@ -353,10 +362,14 @@ impl<P> Mailbox<P> {
                     wakers.into_iter().for_each(Waker::wake);
                     return Ok(offered);
                 }
-                State::BrokerGone | State::Dropped => return Err(Refused::Gone),
+                State::Evicted | State::BrokerGone | State::Dropped => return Err(Refused::Gone),
             }
             if stamp < inner.stamp {
                 return Err(Refused::Stale);
+            }
+            if group.is_empty() {
+                // Recomputed to nothing (its subscriptions went meanwhile).
+                return Ok(offered);
             }
             let Some(bound) = &self.bound else {
                 offered.queued = group.len() as u64;
@@ -486,6 +499,9 @@ impl<P> Mailbox<P> {
 
     /// Records `missed` lost deliveries at the back of the stream.
     fn lose(inner: &mut Inner<P>, missed: u64) {
+        if missed == 0 {
+            return;
+        }
         inner.dropped += missed;
         if let Some(Message::Lagged { missed: reported }) = inner.items.back_mut() {
             *reported += missed;
@@ -524,7 +540,7 @@ impl<P> Mailbox<P> {
     pub(crate) fn confirm(&self, message: Message<P>, stamp: Option<u64>) {
         let mut inner = self.inner.lock();
         if let Some(stamp) = stamp {
-            inner.stamp = inner.stamp.max(stamp);
+            self.restamp(&mut inner, stamp);
         }
         if !self.confirmations {
             return;
@@ -558,7 +574,30 @@ impl<P> Mailbox<P> {
     /// drop or an eviction), so that stale publishers recompute.
     pub(crate) fn stamp(&self, stamp: u64) {
         let mut inner = self.inner.lock();
-        inner.stamp = inner.stamp.max(stamp);
+        self.restamp(&mut inner, stamp);
+    }
+
+    /// Moves the stamp on; a publisher waiting for room with a group from an
+    /// older table must wake up to recompute it (it may have shrunk, even
+    /// to nothing).
+    fn restamp(&self, inner: &mut Inner<P>, stamp: u64) {
+        if stamp > inner.stamp {
+            inner.stamp = stamp;
+            if inner.send_waiters > 0 {
+                self.writable.notify_all();
+            }
+        }
+    }
+
+    /// The eviction is complete: nothing more will arrive.
+    pub(crate) fn evicted(&self) {
+        let mut inner = self.inner.lock();
+        inner.state = State::Evicted;
+        self.writable.notify_all();
+        self.readable.notify_all();
+        let wakers = self.wake_receivers(&mut inner);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
     }
 
     /// Wakes whoever waits to receive: one blocked thread (it passes the
@@ -601,7 +640,7 @@ impl<P> Mailbox<P> {
 
     /// Whether this subscriber was evicted for overflow.
     pub(crate) fn overflowed(&self) -> bool {
-        self.inner.lock().state == State::Overflowed
+        matches!(self.inner.lock().state, State::Overflowed | State::Evicted)
     }
 }
 
@@ -825,9 +864,11 @@ impl<P: Clone> Mailbox<P> {
     /// `Err` when nothing will ever be queued again.
     fn ended(inner: &Inner<P>) -> Result<(), Empty> {
         match inner.state {
-            State::Open | State::Dropped => Ok(()),
+            // Overflowed but not evicted yet: more lost deliveries may
+            // still be reported before the end.
+            State::Open | State::Dropped | State::Overflowed => Ok(()),
             State::BrokerGone => Err(Empty::Disconnected),
-            State::Overflowed => Err(Empty::Overflowed),
+            State::Evicted => Err(Empty::Overflowed),
         }
     }
 

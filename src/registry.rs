@@ -242,14 +242,13 @@ impl<P> PatternTable<P> {
     }
 }
 
-/// `Patterns::state` packs the table's version (high 32 bits) and the
-/// number of distinct live patterns (low 32 bits), so one load gives both.
-const COUNT_BITS: u32 = 32;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-
 struct Patterns<P> {
-    /// Read by every publish, written only by pattern (un)subscribes.
-    state: AtomicU64,
+    /// The table's version, bumped by every pattern (un)subscription; read
+    /// by every publish, written only under the table's write lock (after
+    /// `count`, so a reader that sees a version sees its count).
+    version: AtomicU64,
+    /// The number of distinct live patterns.
+    count: AtomicU64,
     /// Sharded: a publisher locks only its own thread's shard to read, so
     /// readers write no cache line in common.
     table: ShardedLock<PatternTable<P>>,
@@ -319,7 +318,8 @@ impl<P> Registry<P> {
         Registry {
             stripes,
             patterns: Patterns {
-                state: AtomicU64::new(0),
+                version: AtomicU64::new(0),
+                count: AtomicU64::new(0),
                 table: ShardedLock::new(PatternTable {
                     by_seq: BTreeMap::new(),
                     seq_of: FastMap::default(),
@@ -378,14 +378,25 @@ impl<P> Registry<P> {
         confirmation: Message<P>,
         sole: bool,
     ) {
-        // Not waiting for a busy mark: a publish in flight copied its
-        // subscribers before this one joined, so it cannot reach it; the
-        // publishes after it wait for the mark and will.
+        // Not waiting for a busy mark: the publish in flight planned its
+        // deliveries before this subscriber joined. If it reaches this
+        // subscriber anyway (through a pattern), its plan lacks the new
+        // `message`: a new table version stamped on the mailbox makes that
+        // publish recompute this subscriber's whole group (guarantee 6).
+        // Later publishes wait for the mark, and see the subscription.
         let stripe = self.stripe(name);
         let mut shard = stripe.shard.lock();
+        let stamp = (space == Space::Channel && shard.is_busy(space, name)).then(|| {
+            let table = self
+                .patterns
+                .table
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.bump(table.by_seq.len())
+        });
         let subscribers = shard.map_mut(space).entry(name.clone()).or_default();
         // Under the lock: no delivery on `name` can overtake it.
-        mailbox.confirm(confirmation, None);
+        mailbox.confirm(confirmation, stamp);
         if sole && mailbox.may_read_log() && subscribers.len() > 0 {
             let log = subscribers.log.get_or_insert_with(|| {
                 Box::new(ChannelLog {
@@ -415,7 +426,15 @@ impl<P> Registry<P> {
         confirmation: Option<Message<P>>,
     ) {
         let stripe = self.stripe(name);
-        let mut shard = stripe.lock_idle(space, name);
+        // An unsubscribe call waits for a publish in flight on `name` (its
+        // confirmation must come after that publish's delivery). A drop or an
+        // eviction (no confirmation) does not: the mailbox already refuses or
+        // counts as lost whatever that publish still offers it.
+        let mut shard = if confirmation.is_some() {
+            stripe.lock_idle(space, name)
+        } else {
+            stripe.shard.lock()
+        };
         let map = shard.map_mut(space);
         if let MapEntry::Occupied(mut entry) = map.entry(name.clone()) {
             let reads_log = mailbox.log_channel().is_some_and(|(channel, shard)| {
@@ -444,10 +463,9 @@ impl<P> Registry<P> {
     /// Stores a new table version (and pattern count) and returns the
     /// version. Called under the table's write lock.
     fn bump(&self, count: usize) -> u64 {
-        let version = (self.patterns.state.load(Ordering::Relaxed) >> COUNT_BITS) + 1;
-        self.patterns
-            .state
-            .store((version << COUNT_BITS) | count as u64, Ordering::Release);
+        self.patterns.count.store(count as u64, Ordering::Release);
+        let version = self.patterns.version.load(Ordering::Relaxed) + 1;
+        self.patterns.version.store(version, Ordering::Release);
         version
     }
 
@@ -548,6 +566,8 @@ impl<P> Registry<P> {
     fn evict(&self, mailbox: &Arc<Mailbox<P>>) {
         let mut held = mailbox.held.lock();
         self.forget(mailbox, &mut held);
+        // Only now is nothing more on its way: the end of its stream.
+        mailbox.evicted();
         self.evicted.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -595,7 +615,7 @@ impl<P> Registry<P> {
 
     /// The number of distinct live patterns.
     pub(crate) fn numpat(&self) -> usize {
-        (self.patterns.state.load(Ordering::Acquire) & COUNT_MASK) as usize
+        self.patterns.count.load(Ordering::Acquire) as usize
     }
 
     // ---- introspection -----------------------------------------------------
@@ -807,11 +827,13 @@ impl<P: Clone> Registry<P> {
         }
         #[cfg(not(feature = "redis"))]
         let _ = tapped;
-        let state = match space {
-            Space::Channel => self.patterns.state.load(Ordering::Acquire),
+        // Version first: a count read after it is at least as new.
+        let seen_version = self.patterns.version.load(Ordering::Acquire);
+        let patterns = match space {
+            Space::Channel => self.patterns.count.load(Ordering::Acquire),
             Space::Shard => 0,
         };
-        let table = (state & COUNT_MASK > 0).then(|| {
+        let table = (patterns > 0).then(|| {
             self.patterns
                 .table
                 .read()
@@ -821,8 +843,8 @@ impl<P: Clone> Registry<P> {
         // move then. Without it, a mailbox stamped later refuses as stale.
         let version = match (space, &table) {
             (Space::Shard, _) => u64::MAX,
-            (Space::Channel, Some(_)) => self.patterns.state.load(Ordering::Acquire) >> COUNT_BITS,
-            (Space::Channel, None) => state >> COUNT_BITS,
+            (Space::Channel, Some(_)) => self.patterns.version.load(Ordering::Acquire),
+            (Space::Channel, None) => seen_version,
         };
         let exact = shard.map(space).get_key_value(channel);
         let matched = table
@@ -910,6 +932,9 @@ impl<P: Clone> Registry<P> {
                         Err(Refused::Gone) => break,
                         Err(Refused::Stale) => {
                             let Some(again) = kept.clone() else { break };
+                            // The subscriber may also have joined the channel
+                            // itself since the plan (see `add_channel`).
+                            let exact_too = exact_too || self.holds(space, channel, &mailbox);
                             let (fresh, redone) =
                                 self.regroup(&mailbox, exact_too, &make, channel, again);
                             version = fresh;
@@ -1007,6 +1032,17 @@ impl<P: Clone> Registry<P> {
         }
     }
 
+    /// Whether `mailbox`'s subscriber holds `channel` itself (not through a
+    /// pattern). Takes the stripe lock.
+    fn holds(&self, space: Space, channel: &[u8], mailbox: &Arc<Mailbox<P>>) -> bool {
+        self.stripe(channel)
+            .shard
+            .lock()
+            .map(space)
+            .get(channel)
+            .is_some_and(|subscribers| subscribers.contains(mailbox))
+    }
+
     /// Recomputes one subscriber's group from the current pattern table;
     /// returns the table version it reflects.
     fn regroup(
@@ -1022,7 +1058,7 @@ impl<P: Clone> Registry<P> {
             .table
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let version = self.patterns.state.load(Ordering::Acquire) >> COUNT_BITS;
+        let version = self.patterns.version.load(Ordering::Acquire);
         let patterns: SmallVec<[&Name; 4]> = table
             .matching(channel)
             .into_iter()
