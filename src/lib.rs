@@ -338,6 +338,7 @@ mod mailbox;
 mod message;
 mod name;
 mod registry;
+mod retained;
 mod stats;
 mod subscriber;
 mod trie;

@@ -466,6 +466,60 @@ impl<P> Mailbox<P> {
         wakers.into_iter().for_each(Waker::wake);
     }
 
+    /// Queues a subscribe confirmation and, right behind it under the same
+    /// lock, the retained messages of a late joiner (see `retained`). They
+    /// are deliveries: they count against the bound and go through the
+    /// policy, except that nothing waits and nobody is evicted (the caller
+    /// is the subscriber's own subscribe call, holding registry locks): a
+    /// retained message that does not fit is pushed out of the way under
+    /// `DropOldest` and dropped under every other policy, and reported as
+    /// [`Message::Lagged`] either way.
+    pub(crate) fn confirm_retained(
+        &self,
+        confirmation: Message<P>,
+        retained: Vec<Message<P>>,
+        stamp: Option<u64>,
+    ) -> Offered {
+        let mut inner = self.inner.lock();
+        if let Some(stamp) = stamp {
+            inner.stamp = inner.stamp.max(stamp);
+        }
+        if self.confirmations {
+            inner.items.push_back(confirmation);
+        }
+        let mut offered = Offered::default();
+        if inner.state == State::Open {
+            offered.counted = retained.len() as u64;
+            for message in retained {
+                let Some(bound) = &self.bound else {
+                    Self::push_delivery(&mut inner, message, 0);
+                    offered.queued += 1;
+                    continue;
+                };
+                let weight = bound.weigh(&message);
+                if bound.policy == Overflow::DropOldest {
+                    while !Self::fits(&inner, bound, weight)
+                        && Self::push_out_oldest(&mut inner, bound)
+                    {
+                        offered.pushed_out += 1;
+                    }
+                }
+                if Self::fits(&inner, bound, weight) {
+                    Self::push_delivery(&mut inner, message, weight);
+                    offered.queued += 1;
+                } else {
+                    offered.dropped += 1;
+                    Self::lose(&mut inner, 1);
+                }
+            }
+            inner.dropped += offered.pushed_out;
+        }
+        let wakers = self.wake_receivers(&mut inner);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
+        offered
+    }
+
     /// Records a pattern (un)subscription made without a confirmation (a
     /// drop or an eviction), so that stale publishers recompute.
     pub(crate) fn stamp(&self, stamp: u64) {

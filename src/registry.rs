@@ -14,6 +14,7 @@
 //!
 //! A thread holding a lock may only take locks further down the list. The
 //! `mailboxes` mutex and the `tap` lock (`redis` feature) are leaves too.
+//! Retention's locks (see `retained`) sit between 3 and 4.
 //!
 //! **Nobody waits while holding a lock.** A publisher that must wait for
 //! room (`Overflow::Block`/`BlockFor`) first marks its channel *busy* in the
@@ -41,6 +42,9 @@
 //!   recomputes that subscriber's pattern deliveries from the current
 //!   table. So the group always matches exactly the subscriptions the
 //!   subscriber's stream has confirmed at that point.
+//! - *Late joiners* (retained messages, beyond Redis): a publish records
+//!   itself in its channel's store under the locks that order it with
+//!   joiners; `retained` has the argument.
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::BTreeMap;
@@ -55,6 +59,7 @@ use smallvec::SmallVec;
 
 use crate::fast_hash::{shrink_when_sparse, FastMap, Hasher};
 use crate::mailbox::{Group, Mailbox, Offered, Patience, Refused};
+use crate::retained::Retained;
 use crate::stats::BrokerStats;
 use crate::trie::{PatternKey, PatternTrie};
 use crate::{Glob, Message, Name};
@@ -238,6 +243,8 @@ pub(crate) struct Registry<P> {
     next_id: AtomicU64,
     /// Subscribers evicted by `Overflow::Disconnect` (rare: one atomic).
     evicted: AtomicU64,
+    /// Retained messages for late joiners (beyond Redis; off by default).
+    pub(crate) retained: Retained<P>,
     /// Sees every `Broker::publish` before delivery (the Redis bridge).
     #[cfg(feature = "redis")]
     tap: parking_lot::RwLock<Option<Tap<P>>>,
@@ -301,6 +308,7 @@ impl<P> Registry<P> {
             mailboxes: Mutex::new(FastMap::default()),
             next_id: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            retained: Retained::new(),
             #[cfg(feature = "redis")]
             tap: parking_lot::RwLock::new(None),
             #[cfg(feature = "redis")]
@@ -335,14 +343,18 @@ impl<P> Registry<P> {
     // ---- channels ----------------------------------------------------------
 
     /// Adds `mailbox`'s subscriber to channel `name` in `space` and queues
-    /// `confirmation`, atomically with respect to publishes on `name`.
+    /// `confirmation` (and, with `history`, what `name` retains),
+    /// atomically with respect to publishes on `name`.
     pub(crate) fn add_channel(
         &self,
         space: Space,
         name: &Name,
         mailbox: &Arc<Mailbox<P>>,
         confirmation: Message<P>,
-    ) {
+        history: bool,
+    ) where
+        P: Clone,
+    {
         let stripe = self.stripe(name);
         let mut shard = stripe.lock_idle(space, name);
         shard
@@ -351,7 +363,11 @@ impl<P> Registry<P> {
             .or_default()
             .add(mailbox);
         // Under the lock: no delivery on `name` can overtake it.
-        mailbox.confirm(confirmation, None);
+        if history {
+            self.retained.join_channel(space, name, mailbox, confirmation);
+        } else {
+            mailbox.confirm(confirmation, None);
+        }
     }
 
     /// Removes `mailbox`'s subscriber from channel `name` in `space`
@@ -392,19 +408,34 @@ impl<P> Registry<P> {
     }
 
     /// Adds `mailbox`'s subscriber to `pattern` (creating the pattern's
-    /// entry if it is new) and queues `confirmation`, atomically with
-    /// respect to every publish.
+    /// entry if it is new) and queues `confirmation` (and, with `history`,
+    /// what the matching channels retain), atomically with respect to every
+    /// publish.
     pub(crate) fn add_pattern(
         &self,
         pattern: &Name,
         mailbox: &Arc<Mailbox<P>>,
         confirmation: Message<P>,
-    ) {
-        let mut table = self
-            .patterns
-            .table
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        history: bool,
+    ) where
+        P: Clone,
+    {
+        let mut table = loop {
+            let table = self
+                .patterns
+                .table
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // A late joiner first waits out in-flight publishes on the
+            // channels it covers, holding nothing (see `retained`).
+            match history.then(|| self.retained.in_flight(pattern)).flatten() {
+                Some(ticket) => {
+                    drop(table);
+                    self.retained.wait_landed(ticket);
+                }
+                None => break table,
+            }
+        };
         let table = &mut *table;
         let seq = match table.seq_of.entry(pattern.clone()) {
             MapEntry::Occupied(entry) => *entry.get(),
@@ -431,7 +462,12 @@ impl<P> Registry<P> {
         let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
         entry.subscribers.add(mailbox);
         let version = self.bump(table.by_seq.len());
-        mailbox.confirm(confirmation, Some(version));
+        if history {
+            self.retained
+                .join_pattern(pattern, mailbox, confirmation, version);
+        } else {
+            mailbox.confirm(confirmation, Some(version));
+        }
     }
 
     /// Removes `mailbox`'s subscriber from `pattern` (dropping the pattern
@@ -524,12 +560,15 @@ impl<P> Registry<P> {
             dropped += stats.dropped.load(Ordering::Relaxed);
             pushed_out += stats.pushed_out.load(Ordering::Relaxed);
         }
-        BrokerStats {
+        let mut stats = BrokerStats {
             published,
             delivered: queued.saturating_sub(pushed_out),
             dropped: dropped + pushed_out,
             disconnected: self.evicted.load(Ordering::Relaxed),
-        }
+            ..BrokerStats::default()
+        };
+        self.retained.fill(&mut stats);
+        stats
     }
 
     /// The number of distinct live patterns.
@@ -684,7 +723,10 @@ impl<P: Clone> Registry<P> {
             Space::Channel => self.patterns.state.load(Ordering::Acquire),
             Space::Shard => 0,
         };
-        let table = (state & COUNT_MASK > 0).then(|| {
+        // Retained channels record under the table's read lock too (see `retained`).
+        let keep = self.retained.depth(space, channel);
+        let retained_here = keep > 0 && space == Space::Channel;
+        let table = (state & COUNT_MASK > 0 || retained_here).then(|| {
             self.patterns
                 .table
                 .read()
@@ -712,6 +754,11 @@ impl<P: Clone> Registry<P> {
                 .iter()
                 .map(|e| e.subscribers.list.len())
                 .sum::<usize>();
+        let _landing = (keep > 0).then(|| {
+            let in_flight = blockers > 0 && total > 0;
+            self.retained
+                .record(space, channel, &payload, keep, in_flight)
+        });
         if total == 0 {
             return 0;
         }

@@ -62,11 +62,20 @@ pub struct Subscriber<P = bytes::Bytes> {
 }
 
 impl<P> Registry<P> {
-    fn add(&self, family: Family, name: &Name, mailbox: &Arc<Mailbox<P>>, confirm: Message<P>) {
+    fn add(
+        &self,
+        family: Family,
+        name: &Name,
+        mailbox: &Arc<Mailbox<P>>,
+        confirm: Message<P>,
+        history: bool,
+    ) where
+        P: Clone,
+    {
         match family {
-            Family::Channel => self.add_channel(Space::Channel, name, mailbox, confirm),
-            Family::Shard => self.add_channel(Space::Shard, name, mailbox, confirm),
-            Family::Pattern => self.add_pattern(name, mailbox, confirm),
+            Family::Channel => self.add_channel(Space::Channel, name, mailbox, confirm, history),
+            Family::Shard => self.add_channel(Space::Shard, name, mailbox, confirm, history),
+            Family::Pattern => self.add_pattern(name, mailbox, confirm, history),
         }
     }
 
@@ -127,7 +136,7 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         I: IntoIterator,
         I::Item: Into<Name>,
     {
-        self.subscribe_in(Family::Channel, channels)
+        self.subscribe_in(Family::Channel, channels, false)
     }
 
     /// Subscribes to each glob pattern in `patterns` (Redis `PSUBSCRIBE`)
@@ -147,7 +156,7 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         I: IntoIterator,
         I::Item: Into<Name>,
     {
-        self.subscribe_in(Family::Pattern, patterns)
+        self.subscribe_in(Family::Pattern, patterns, false)
     }
 
     /// Subscribes to each shard channel in `channels` (Redis `SSUBSCRIBE`)
@@ -162,7 +171,7 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         I: IntoIterator,
         I::Item: Into<Name>,
     {
-        self.subscribe_in(Family::Shard, channels)
+        self.subscribe_in(Family::Shard, channels, false)
     }
 
     /// Unsubscribes from each channel in `channels` (Redis `UNSUBSCRIBE`)
@@ -262,7 +271,14 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         self.unsubscribe_every(Family::Shard)
     }
 
-    fn subscribe_in<I>(&self, family: Family, names: I) -> Result<usize, SubscribeError>
+    /// Subscribes to `names` in `family`; with `history`, each new name's
+    /// confirmation is followed by what it retains (see `retained`).
+    pub(crate) fn subscribe_in<I>(
+        &self,
+        family: Family,
+        names: I,
+        history: bool,
+    ) -> Result<usize, SubscribeError>
     where
         I: IntoIterator,
         I::Item: Into<Name>,
@@ -276,7 +292,7 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
             let newly = held.set(family).insert(name.clone());
             let confirmation = family.subscribed(name.clone(), held.count(family));
             if newly {
-                registry.add(family, &name, &self.mailbox, confirmation);
+                registry.add(family, &name, &self.mailbox, confirmation, history);
             } else {
                 self.mailbox.confirm(confirmation, None);
             }
