@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 
 use crate::held::Held;
 use crate::stats::SubscriberStats;
-use crate::Message;
+use crate::{Message, Name};
 
 /// What a bounded subscriber does with a delivery that finds its queue full.
 ///
@@ -165,6 +165,9 @@ struct Inner<P> {
     /// The pattern-table version of this subscriber's latest pattern
     /// (un)subscription; a publisher that read an older table is stale here.
     stamp: u64,
+    /// Patterns held that were joined with history (retained messages),
+    /// with the table version of the join.
+    history: Vec<(Name, u64)>,
     received: u64,
     dropped: u64,
     recv_waiters: usize,
@@ -216,6 +219,7 @@ impl<P> Mailbox<P> {
                 bytes: 0,
                 state: State::Open,
                 stamp: 0,
+                history: Vec::new(),
                 received: 0,
                 dropped: 0,
                 recv_waiters: 0,
@@ -474,15 +478,19 @@ impl<P> Mailbox<P> {
     /// retained message that does not fit is pushed out of the way under
     /// `DropOldest` and dropped under every other policy, and reported as
     /// [`Message::Lagged`] either way.
+    /// `pattern`: a pattern joined with history, and the table version
+    /// that holds the join.
     pub(crate) fn confirm_retained(
         &self,
         confirmation: Message<P>,
         retained: Vec<Message<P>>,
-        stamp: Option<u64>,
+        pattern: Option<(&Name, u64)>,
     ) -> Offered {
         let mut inner = self.inner.lock();
-        if let Some(stamp) = stamp {
+        if let Some((pattern, stamp)) = pattern {
             inner.stamp = inner.stamp.max(stamp);
+            inner.history.retain(|(held, _)| held != pattern);
+            inner.history.push((pattern.clone(), stamp));
         }
         if self.confirmations {
             inner.items.push_back(confirmation);
@@ -518,6 +526,28 @@ impl<P> Mailbox<P> {
         drop(inner);
         wakers.into_iter().for_each(Waker::wake);
         offered
+    }
+
+    /// Whether `pattern` was joined with history at a table version later
+    /// than `version`.
+    pub(crate) fn joined_with_history_after(&self, pattern: &Name, version: u64) -> bool {
+        let inner = self.inner.lock();
+        !inner.history.is_empty()
+            && inner
+                .history
+                .iter()
+                .any(|(held, at)| held == pattern && *at > version)
+    }
+
+    /// Forgets that `pattern` was joined with history (it was released).
+    pub(crate) fn forget_history(&self, pattern: &[u8]) {
+        let mut inner = self.inner.lock();
+        if !inner.history.is_empty() {
+            inner.history.retain(|(held, _)| held.as_bytes() != pattern);
+            if inner.history.is_empty() {
+                inner.history = Vec::new();
+            }
+        }
     }
 
     /// Records a pattern (un)subscription made without a confirmation (a

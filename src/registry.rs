@@ -364,7 +364,8 @@ impl<P> Registry<P> {
             .add(mailbox);
         // Under the lock: no delivery on `name` can overtake it.
         if history {
-            self.retained.join_channel(space, name, mailbox, confirmation);
+            self.retained
+                .join_channel(space, name, mailbox, confirmation);
         } else {
             mailbox.confirm(confirmation, None);
         }
@@ -420,22 +421,11 @@ impl<P> Registry<P> {
     ) where
         P: Clone,
     {
-        let mut table = loop {
-            let table = self
-                .patterns
-                .table
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // A late joiner first waits out in-flight publishes on the
-            // channels it covers, holding nothing (see `retained`).
-            match history.then(|| self.retained.in_flight(pattern)).flatten() {
-                Some(ticket) => {
-                    drop(table);
-                    self.retained.wait_landed(ticket);
-                }
-                None => break table,
-            }
-        };
+        let mut table = self
+            .patterns
+            .table
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let table = &mut *table;
         let seq = match table.seq_of.entry(pattern.clone()) {
             MapEntry::Occupied(entry) => *entry.get(),
@@ -488,6 +478,7 @@ impl<P> Registry<P> {
         if let Some(&seq) = table.seq_of.get(pattern.as_bytes()) {
             let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
             entry.subscribers.remove(mailbox);
+            mailbox.forget_history(pattern);
             if entry.subscribers.list.is_empty() {
                 if entry.in_trie {
                     table.trie.remove(Glob::new(pattern).tokens(), seq);
@@ -754,11 +745,9 @@ impl<P: Clone> Registry<P> {
                 .iter()
                 .map(|e| e.subscribers.list.len())
                 .sum::<usize>();
-        let _landing = (keep > 0).then(|| {
-            let in_flight = blockers > 0 && total > 0;
-            self.retained
-                .record(space, channel, &payload, keep, in_flight)
-        });
+        if keep > 0 {
+            self.retained.record(space, channel, &payload, keep);
+        }
         if total == 0 {
             return 0;
         }
@@ -801,6 +790,9 @@ impl<P: Clone> Registry<P> {
             shard.busy.push((space, busy_name.clone()));
             drop(shard);
             tally.busy = Some((stripe, space, busy_name));
+            // A retained publish is in the snapshots of pattern joiners
+            // that come while it delivers (see `retained`).
+            let recorded = (keep > 0).then_some(version);
             let start = Instant::now();
             for (mailbox, exact_too, mut group) in groups {
                 let patience = Patience::Until(
@@ -819,7 +811,7 @@ impl<P: Clone> Registry<P> {
                         Err(Refused::Stale) => {
                             let Some(again) = kept.clone() else { break };
                             let (fresh, redone) =
-                                self.regroup(&mailbox, exact_too, &make, channel, again);
+                                self.regroup(&mailbox, exact_too, &make, channel, again, recorded);
                             version = fresh;
                             group = redone;
                         }
@@ -906,7 +898,8 @@ impl<P: Clone> Registry<P> {
                     let Some(payload) = group.first().and_then(Message::payload).cloned() else {
                         return;
                     };
-                    let (fresh, redone) = self.regroup(mailbox, exact_too, make, channel, payload);
+                    let (fresh, redone) =
+                        self.regroup(mailbox, exact_too, make, channel, payload, None);
                     version = fresh;
                     *group = redone;
                 }
@@ -915,7 +908,9 @@ impl<P: Clone> Registry<P> {
     }
 
     /// Recomputes one subscriber's group from the current pattern table;
-    /// returns the table version it reflects.
+    /// returns the table version it reflects. `recorded`: the table version
+    /// at which this publish was retained, if it was; patterns joined with
+    /// history since then already hold it, and get no `pmessage`.
     fn regroup(
         &self,
         mailbox: &Arc<Mailbox<P>>,
@@ -923,6 +918,7 @@ impl<P: Clone> Registry<P> {
         make: &impl Fn(P) -> Message<P>,
         channel: &[u8],
         payload: P,
+        recorded: Option<u64>,
     ) -> (u64, Group<P>) {
         let table = self
             .patterns
@@ -934,6 +930,11 @@ impl<P: Clone> Registry<P> {
             .matching(channel)
             .into_iter()
             .filter(|entry| entry.subscribers.contains(mailbox))
+            .filter(|entry| {
+                recorded.map_or(true, |at| {
+                    !mailbox.joined_with_history_after(&entry.name, at)
+                })
+            })
             .map(|entry| &entry.name)
             .collect();
         let mut payload = Payload {

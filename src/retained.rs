@@ -20,8 +20,10 @@
 //!   channel joiners), under the pattern table's read lock (publishers) or
 //!   write lock (pattern joiners), but never while holding another store
 //!   shard, except by `limit_bytes`, which takes them all in index order
-//!   holding nothing else;
-//! - `landed` is a leaf.
+//!   holding nothing else.
+//!
+//! Nobody waits for retention: a joiner never waits for a publish, and a
+//! publish never waits for a joiner, beyond the locks above.
 //!
 //! # Why the hand-over is exact
 //!
@@ -33,40 +35,42 @@
 //! A store only ever changes by appending a publish (under the conditions
 //! below), dropping its *oldest* messages (depth, limits) or being emptied
 //! (clearing, rules): at any moment it holds the latest `k` publishes of
-//! its channel recorded so far, for some `k`. So it is enough that every
-//! publish of `c` is either in `s`'s snapshot or delivered live to `s`, and
-//! not both, and that the snapshot's publishes come before the live ones.
+//! its channel recorded so far, for some `k`. And publishes on `c` are
+//! recorded in `c`'s order, since each records under `c`'s stripe lock. So
+//! it is enough that every publish of `c` is either in `s`'s snapshot or
+//! delivered live to `s` (through `s`), not both, and that the snapshot's
+//! publishes come before the live ones in `s`'s stream.
 //!
 //! A publish of `c` records itself in `c`'s store **under `c`'s stripe
 //! lock**, and, on the channel namespace, **while holding the pattern
-//! table's read lock** (a publisher on a retained channel takes it even
-//! when no pattern is live, which is the only change to the publish path).
+//! table's read lock** (a publisher on a retained channel takes that lock
+//! even when no pattern is live: the one change to the fast path).
 //!
 //! - *Channel (and shard channel) joiners* add themselves, queue their
 //!   confirmation and take the snapshot under `c`'s stripe lock, once `c`
 //!   is not busy. A publish holds that lock (or the busy mark) from its
 //!   record to its last delivery, so each publish is entirely before the
 //!   join (recorded, in the snapshot, not delivered) or entirely after it
-//!   (delivered, since the joiner is then a subscriber, and recorded after
-//!   the snapshot was taken).
-//! - *Pattern joiners* add themselves, queue their confirmation and take
-//!   the snapshot of every matching channel in one write-lock section `W`.
-//!   A publish reads the table (who gets a `pmessage`) and records itself
-//!   in one read-lock section `R`, and `R` is before or after `W`. After:
-//!   it sees the joiner and delivers to it, and its record is not in the
-//!   snapshot. Before: its record is in the snapshot, and the joiner is not
-//!   in its plan, so it is not delivered to it, with one exception. A
-//!   publish that must wait for a bounded subscriber (`Overflow::Block`)
-//!   lets go of the read lock before it delivers; when it then finds that
-//!   subscriber's pattern subscriptions changed (a stale stamp), it
-//!   recomputes that subscriber's `pmessage`s from the *current* table,
-//!   which would include a pattern joined in the meantime, whose snapshot
-//!   already holds the publish. So such a publish marks its store *in
-//!   flight* when it records (still in `R`) and clears the mark once its
-//!   last delivery is done; a pattern joiner that finds a matching store in
-//!   flight lets go of the write lock, waits for the mark to clear (holding
-//!   nothing), and starts again. Every publish it then snapshots is fully
-//!   delivered, and the argument above applies.
+//!   (delivered, the joiner being a subscriber by then, and recorded after
+//!   the snapshot).
+//! - *Pattern joiners* add themselves, queue their confirmation (stamping
+//!   their mailbox with the new table version) and take the snapshot of
+//!   every matching channel in one write-lock section `W`. A publish reads
+//!   the table (who gets a `pmessage`) and records itself in one read-lock
+//!   section `R`, and `R` is wholly before or after `W`. After: it sees the
+//!   joiner and delivers to it through `s` (at a version not older than
+//!   the joiner's stamp), and its record is not in the snapshot. Before:
+//!   its record is in the snapshot, and its plan, made in `R`, has no
+//!   `pmessage` through `s`. One path could add one later: a publish that
+//!   must wait for a bounded subscriber (`Overflow::Block`) lets go of the
+//!   read lock before it delivers, and when a subscriber's stamp shows its
+//!   patterns changed since `R`, it recomputes that subscriber's
+//!   `pmessage`s from the current table, which holds `s`. So the mailbox
+//!   remembers, for each pattern held that was joined with history, the
+//!   table version of the join, and a retained publish's recomputation
+//!   leaves out the patterns joined with history after its own `R`: their
+//!   snapshots hold it. (A pattern joined *without* history in the
+//!   meantime still gets it, as before.)
 //!
 //! In both cases the snapshot is queued right behind the confirmation,
 //! under the mailbox's lock, while the joiner still holds the lock that
@@ -75,8 +79,7 @@
 //! a store's oldest messages (or all of them), which keeps a snapshot a
 //! run of consecutive publishes ending at the join.
 //!
-//! The same argument covers a subscription that re-joins with history:
-//! each `*subscribe_with_history` call that adds a name takes a fresh
+//! Each `*subscribe_with_history` call that adds a name takes a fresh
 //! snapshot; a name already held is only confirmed again (its live
 //! messages already flow), with no history.
 
@@ -86,7 +89,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crossbeam_utils::sync::ShardedLock;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::fast_hash::{shrink_when_sparse, FastMap, Hasher};
 use crate::held::Family;
@@ -125,12 +128,6 @@ struct State<P> {
     replay_queued: AtomicU64,
     replay_dropped: AtomicU64,
     replay_pushed_out: AtomicU64,
-    /// Stores marked in flight now (a hint: the marks are authoritative).
-    flying: AtomicUsize,
-    /// Bumped each time an in-flight mark clears; pattern joiners wait on
-    /// `landing` for it to move.
-    landed: Mutex<u64>,
-    landing: Condvar,
 }
 
 /// Which channels retain, and how many messages.
@@ -185,13 +182,20 @@ impl<P> Stores<P> {
     }
 }
 
+/// Gives a store map's memory back: all of it once the map is empty.
+fn release<P>(map: &mut FastMap<Name, Store<P>>) {
+    if map.is_empty() {
+        map.shrink_to_fit();
+    } else {
+        shrink_when_sparse(map);
+    }
+}
+
 /// One channel's retained messages, oldest first.
 struct Store<P> {
     messages: VecDeque<P>,
     /// Their weighed bytes (0 without a byte limit).
     bytes: usize,
-    /// A publish recorded here is still delivering (see the module docs).
-    in_flight: bool,
 }
 
 impl<P> State<P> {
@@ -249,7 +253,7 @@ impl<P> State<P> {
                     }
                     true
                 });
-                shrink_when_sparse(map);
+                release(map);
             }
         }
     }
@@ -273,7 +277,7 @@ impl<P> State<P> {
                     }
                     true
                 });
-                shrink_when_sparse(map);
+                release(map);
             }
         }
     }
@@ -311,9 +315,6 @@ impl<P> Retained<P> {
                 replay_queued: AtomicU64::new(0),
                 replay_dropped: AtomicU64::new(0),
                 replay_pushed_out: AtomicU64::new(0),
-                flying: AtomicUsize::new(0),
-                landed: Mutex::new(0),
-                landing: Condvar::new(),
             })
         })
     }
@@ -337,40 +338,6 @@ impl<P> Retained<P> {
             .depth(space, channel)
     }
 
-    /// Waits until a matching store's in-flight mark may have cleared;
-    /// `ticket` is from [`in_flight`](Retained::in_flight). Holds no lock.
-    pub(crate) fn wait_landed(&self, ticket: u64) {
-        if let Some(state) = self.state.get() {
-            let mut landed = state.landed.lock();
-            while *landed == ticket {
-                state.landing.wait(&mut landed);
-            }
-        }
-    }
-
-    /// Under the pattern table's write lock: whether a channel matching
-    /// `pattern` has a publish in flight; if so, the ticket to wait with.
-    pub(crate) fn in_flight(&self, pattern: &Name) -> Option<u64> {
-        let state = self.state.get()?;
-        // Read before the marks: a mark cleared after we saw it moves it.
-        let ticket = *state.landed.lock();
-        if state.flying.load(Ordering::Acquire) == 0 {
-            return None;
-        }
-        let glob = Glob::new(pattern);
-        state
-            .stores
-            .iter()
-            .any(|shard| {
-                shard
-                    .lock()
-                    .channels
-                    .iter()
-                    .any(|(name, store)| store.in_flight && glob.is_match(name))
-            })
-            .then_some(ticket)
-    }
-
     // ---- joiners ------------------------------------------------------------
 
     fn count_replay(&self, offered: Offered) {
@@ -378,9 +345,7 @@ impl<P> Retained<P> {
             return;
         }
         if let Some(state) = self.state.get() {
-            state
-                .replayed
-                .fetch_add(offered.counted, Ordering::Relaxed);
+            state.replayed.fetch_add(offered.counted, Ordering::Relaxed);
             state
                 .replay_queued
                 .fetch_add(offered.queued, Ordering::Relaxed);
@@ -413,42 +378,14 @@ impl<P> Retained<P> {
     }
 }
 
-/// Clears a store's in-flight mark when its publish has delivered
-/// everything (or unwound).
-pub(crate) struct Landing<'r, P> {
-    state: &'r State<P>,
-    space: Space,
-    channel: Name,
-}
-
-impl<P> Drop for Landing<'_, P> {
-    fn drop(&mut self) {
-        let mut shard = self.state.shard(&self.channel).lock();
-        if let Some(store) = shard.map_mut(self.space).get_mut(self.channel.as_bytes()) {
-            store.in_flight = false;
-        }
-        drop(shard);
-        self.state.flying.fetch_sub(1, Ordering::AcqRel);
-        *self.state.landed.lock() += 1;
-        self.state.landing.notify_all();
-    }
-}
-
 impl<P: Clone> Retained<P> {
     /// Records a publish on `channel` in its store, keeping the last
     /// `depth` (> 0) within the limits. Called under the channel's stripe
     /// lock and, for [`Space::Channel`], the pattern table's read lock.
-    /// `in_flight`: the publish will deliver after letting go of those
-    /// locks; the returned guard clears the mark once it is dropped.
-    pub(crate) fn record(
-        &self,
-        space: Space,
-        channel: &[u8],
-        payload: &P,
-        depth: usize,
-        in_flight: bool,
-    ) -> Option<Landing<'_, P>> {
-        let state = self.state.get()?;
+    pub(crate) fn record(&self, space: Space, channel: &[u8], payload: &P, depth: usize) {
+        let Some(state) = self.state.get() else {
+            return;
+        };
         let mut shard = state.shard(channel).lock();
         let map = shard.map_mut(space);
         if !map.contains_key(channel) {
@@ -457,7 +394,6 @@ impl<P: Clone> Retained<P> {
                 Store {
                     messages: VecDeque::with_capacity(depth.min(16)),
                     bytes: 0,
-                    in_flight: false,
                 },
             );
             state.channels.fetch_add(1, Ordering::Relaxed);
@@ -477,20 +413,8 @@ impl<P: Clone> Retained<P> {
         if store.messages.is_empty() {
             map.remove(channel);
             state.channels.fetch_sub(1, Ordering::Relaxed);
-            shrink_when_sparse(map);
-            return None;
+            release(map);
         }
-        if !in_flight {
-            return None;
-        }
-        store.in_flight = true;
-        state.flying.fetch_add(1, Ordering::AcqRel);
-        let (name, _) = map.get_key_value(channel).expect("kept above");
-        Some(Landing {
-            state,
-            space,
-            channel: name.clone(),
-        })
     }
 
     /// Under `name`'s stripe lock: queues a channel (or shard channel)
@@ -541,7 +465,9 @@ impl<P: Clone> Retained<P> {
                         .channels
                         .iter()
                         .filter(|(name, _)| glob.is_match(name))
-                        .map(|(name, store)| (name.clone(), store.messages.iter().cloned().collect())),
+                        .map(|(name, store)| {
+                            (name.clone(), store.messages.iter().cloned().collect())
+                        }),
                 );
             }
         }
@@ -556,7 +482,7 @@ impl<P: Clone> Retained<P> {
                 })
             })
             .collect();
-        let offered = mailbox.confirm_retained(confirmation, retained, Some(version));
+        let offered = mailbox.confirm_retained(confirmation, retained, Some((pattern, version)));
         self.count_replay(offered);
     }
 
@@ -606,7 +532,7 @@ impl<P: Clone> Retained<P> {
         let mut shard = state.shard(channel).lock();
         let map = shard.map_mut(space);
         let cleared = map.remove(channel).map_or(0, |store| state.discard(&store));
-        shrink_when_sparse(map);
+        release(map);
         cleared
     }
 
@@ -619,7 +545,10 @@ impl<P: Clone> Retained<P> {
             let mut shard = shard.lock();
             for space in [Space::Channel, Space::Shard] {
                 let map = std::mem::take(shard.map_mut(space));
-                cleared += map.values().map(|store| state.discard(store)).sum::<usize>();
+                cleared += map
+                    .values()
+                    .map(|store| state.discard(store))
+                    .sum::<usize>();
             }
         }
         cleared
@@ -755,9 +684,7 @@ impl<P: Clone + Send + 'static> Broker<P> {
     /// Drops what shard channel `channel` retains, as
     /// [`clear_retained`](Broker::clear_retained) does for a channel.
     pub fn clear_retained_shard(&self, channel: impl AsRef<[u8]>) -> usize {
-        self.registry
-            .retained
-            .clear(Space::Shard, channel.as_ref())
+        self.registry.retained.clear(Space::Shard, channel.as_ref())
     }
 
     /// Drops everything every channel and shard channel retains; returns
@@ -873,12 +800,6 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     /// [`psubscribe`](Subscriber::psubscribe), then, behind each pattern's
     /// confirmation, the retained messages of every channel it matches,
     /// channel by channel in byte order, each channel's oldest first.
-    ///
-    /// A pattern joiner waits for any publish on a matching retained
-    /// channel that is itself waiting for a bounded subscriber
-    /// ([`Overflow::Block`](crate::Overflow::Block)) to finish; like
-    /// `subscribe` on such a channel, it would deadlock if that subscriber
-    /// is its own.
     ///
     /// ```
     /// use channelcast::Broker;
