@@ -47,12 +47,14 @@
 //! even when no pattern is live: the one change to the fast path).
 //!
 //! - *Channel (and shard channel) joiners* add themselves, queue their
-//!   confirmation and take the snapshot under `c`'s stripe lock, once `c`
-//!   is not busy. A publish holds that lock (or the busy mark) from its
-//!   record to its last delivery, so each publish is entirely before the
-//!   join (recorded, in the snapshot, not delivered) or entirely after it
-//!   (delivered, the joiner being a subscriber by then, and recorded after
-//!   the snapshot).
+//!   confirmation and take the snapshot in one section under `c`'s stripe
+//!   lock. A publish records itself and plans its deliveries (copies the
+//!   list of `c`'s subscribers) in one section under that lock too, and
+//!   then delivers only to the subscribers it planned, even when it lets go
+//!   of the lock to wait for room (the busy mark). So a publish planned
+//!   before the join is in the snapshot and never delivered to the joiner,
+//!   and one planned after is delivered to it and recorded after the
+//!   snapshot.
 //! - *Pattern joiners* add themselves, queue their confirmation (stamping
 //!   their mailbox with the new table version) and take the snapshot of
 //!   every matching channel in one write-lock section `W`. A publish reads
@@ -73,9 +75,9 @@
 //!   meantime still gets it, as before.)
 //!
 //! In both cases the snapshot is queued right behind the confirmation,
-//! under the mailbox's lock, while the joiner still holds the lock that
-//! keeps the channel's later publishes out, so every live message of `c`
-//! comes after it. Clearing, depth changes and limit evictions only remove
+//! under the mailbox's lock, while the joiner still holds the lock every
+//! later-planned publish of `c` needs, so every live message of `c` comes
+//! after it. Clearing, depth changes and limit evictions only remove
 //! a store's oldest messages (or all of them), which keeps a snapshot a
 //! run of consecutive publishes ending at the join.
 //!
