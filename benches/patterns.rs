@@ -1,4 +1,5 @@
-//! Pattern matching cost as non-matching patterns pile up.
+//! Pattern matching cost as non-matching patterns pile up. Run with
+//! `cargo bench -p channelcast-benches --bench patterns`.
 //!
 //! Scenarios (each `patterns/<shape>/K` group holds both contenders):
 //!
@@ -10,12 +11,19 @@
 //!   `PUBLISH` (matching only: no delivery).
 //!
 //! Shapes: `prefix` (`user:<n>:*`, `news.<n>.sport`), `suffix`
-//! (`*.<n>.error`) and `mixed` (random globs of letters, `*`, `?` and
-//! classes). K ∈ {0, 100, 10,000, 100,000}.
+//! (`*.<n>.error`), `mixed` (random globs of letters, `*`, `?` and
+//! classes) and `mixed_wild_start` (the same, but four patterns in five
+//! begin with `*`, `?` or a class). K ∈ {0, 100, 10,000, 100,000}.
 //!
 //! `patterns/pathological/*`: publishes against patterns built to make a
-//! backtracking matcher explode (`*a` × 5,000; `*a` × 1,000 against 5,000
-//! `a`s; 100,000 patterns `*a*a*a*a*b<n>`).
+//! backtracking matcher or a set-of-states matcher explode (`*a` × 5,000;
+//! `*a` × 1,000 against 5,000 `a`s; 100,000 patterns `*a*a*a*a*b<n>`; `*`
+//! followed by 32,000 `a`s against 32,000 `a`s).
+//!
+//! `patterns/megabyte_channel`: one publish of a 1 MiB channel (random
+//! letters and dots) against 100,000 `suffix` patterns, then against the
+//! 100,000 `mixed_wild_start` patterns; criterion reports the throughput in
+//! bytes per second.
 //!
 //! `psubscribe/100000/<shape>` times subscribing one subscriber to 100,000
 //! patterns, and before the groups run the bench prints the heap bytes each
@@ -30,7 +38,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use channelcast::{Broker, Glob};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 /// Counts live heap bytes, to report memory per pattern.
 struct Counting;
@@ -70,6 +78,7 @@ enum Shape {
     Prefix,
     Suffix,
     Mixed,
+    MixedWildStart,
 }
 
 impl Shape {
@@ -78,6 +87,7 @@ impl Shape {
             Shape::Prefix => "prefix",
             Shape::Suffix => "suffix",
             Shape::Mixed => "mixed",
+            Shape::MixedWildStart => "mixed_wild_start",
         }
     }
 
@@ -86,7 +96,7 @@ impl Shape {
         match self {
             Shape::Prefix => ("user:me:login", "user:me:*"),
             Shape::Suffix => ("svc.api.error", "*.api.error"),
-            Shape::Mixed => ("metrics.cpu.host42", "metrics.*"),
+            Shape::Mixed | Shape::MixedWildStart => ("metrics.cpu.host42", "metrics.*"),
         }
     }
 
@@ -109,14 +119,20 @@ impl Shape {
                 Shape::Prefix if n % 2 == 0 => format!("user:{n}:*"),
                 Shape::Prefix => format!("news.{n}.sport"),
                 Shape::Suffix => format!("*.{n}.error"),
-                Shape::Mixed => {
+                Shape::Mixed | Shape::MixedWildStart => {
                     const PIECES: [&str; 12] = [
                         "a", "m", "e", "t", "r", ".", "*", "?", "[a-m]", "[^x]", "cpu", "host",
                     ];
+                    const WILD: [&str; 4] = ["*", "?", "[a-m]", "[^x]"];
                     let len = 3 + next() % 6;
-                    (0..len)
-                        .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
-                        .collect()
+                    let mut pattern = String::new();
+                    if matches!(self, Shape::MixedWildStart) && next() % 5 != 0 {
+                        pattern.push_str(WILD[(next() % WILD.len() as u64) as usize]);
+                    }
+                    for _ in 0..len {
+                        pattern.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+                    }
+                    pattern
                 }
             };
             if !Glob::new(pattern.as_str()).is_match(channel) && seen.insert(pattern.clone()) {
@@ -128,7 +144,12 @@ impl Shape {
 }
 
 fn publish_vs_linear(c: &mut Criterion) {
-    for shape in [Shape::Prefix, Shape::Suffix, Shape::Mixed] {
+    for shape in [
+        Shape::Prefix,
+        Shape::Suffix,
+        Shape::Mixed,
+        Shape::MixedWildStart,
+    ] {
         let (channel, matching) = shape.target();
         let mut group = c.benchmark_group(format!("patterns/{}", shape.name()));
         group
@@ -172,7 +193,12 @@ fn psubscribe_many(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(5));
-    for shape in [Shape::Prefix, Shape::Suffix, Shape::Mixed] {
+    for shape in [
+        Shape::Prefix,
+        Shape::Suffix,
+        Shape::Mixed,
+        Shape::MixedWildStart,
+    ] {
         let patterns = shape.non_matching(100_000);
         report_memory(shape, &patterns);
         group.bench_function(shape.name(), |b| {
@@ -207,15 +233,15 @@ fn report_memory(shape: Shape, patterns: &[String]) {
     );
 }
 
-/// Patterns built to hurt a backtracking matcher: the cost stays bounded
-/// (O(channel × live trie nodes)), never exponential.
+/// Patterns built to hurt a backtracking matcher or a matcher stepping sets
+/// of states: the cost stays linear in the channel.
 fn pathological(c: &mut Criterion) {
     let mut group = c.benchmark_group("patterns/pathological");
     group
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(10);
-    let cases: [(&str, Vec<String>, String); 3] = [
+    let cases: [(&str, Vec<String>, String); 4] = [
         (
             "star_a_x5000_beyond_nesting_limit",
             vec!["*a".repeat(5_000)],
@@ -230,6 +256,11 @@ fn pathological(c: &mut Criterion) {
             "100000_x_star_a_star_a_star_a_star_a_star_b",
             (0..100_000).map(|i| format!("*a*a*a*a*b{i}")).collect(),
             "a".repeat(64) + "b7",
+        ),
+        (
+            "star_then_32000_a_vs_32000_a",
+            vec!["*".to_owned() + &"a".repeat(32_000)],
+            "a".repeat(32_000),
         ),
     ];
     for (name, patterns, channel) in cases {
@@ -247,5 +278,50 @@ fn pathological(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, psubscribe_many, publish_vs_linear, pathological);
+/// A 1 MiB channel against 100,000 patterns: the cost per byte.
+fn megabyte_channel(c: &mut Criterion) {
+    let mut group = c.benchmark_group("patterns/megabyte_channel");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(10);
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let channel: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            b"abcdefghijklmnopqrstuvwxyz."[(rng % 27) as usize]
+        })
+        .collect();
+    group.throughput(Throughput::Bytes(channel.len() as u64));
+    for shape in [Shape::Suffix, Shape::MixedWildStart] {
+        let patterns = shape.non_matching(100_000);
+        let broker = Broker::new();
+        let sub = broker.subscriber();
+        sub.psubscribe(&patterns).unwrap();
+        sub.try_iter().for_each(drop);
+        let matched = broker.publish(&channel, "x");
+        sub.try_iter().for_each(drop);
+        eprintln!(
+            "megabyte_channel: {matched} of the 100,000 {} patterns match the channel",
+            shape.name()
+        );
+        group.bench_function(format!("{}_100000", shape.name()), |b| {
+            b.iter(|| {
+                black_box(broker.publish(black_box(&channel), "x"));
+                sub.try_iter().for_each(drop);
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    psubscribe_many,
+    publish_vs_linear,
+    pathological,
+    megabyte_channel
+);
 criterion_main!(benches);

@@ -5,7 +5,7 @@
 //! exactly the same way, so the numbers to read are the ratios inside one
 //! group of one run (the benchmark machine may be small and shared; absolute
 //! times move from run to run, ratios much less). Run with
-//! `cargo bench --bench throughput`.
+//! `cargo bench -p channelcast-benches --bench throughput`.
 //!
 //! # Scenarios
 //!
@@ -26,6 +26,10 @@
 //!   at least the batch, so no receiver ever lags; `blocking_recv`, no
 //!   runtime) and `bus` (`bus::Bus` with a capacity of the batch,
 //!   `Bus::broadcast` and `BusReader::recv`).
+//! - `publish_only/P` (P = 1, 2): P threads each publish 10,000 messages on a
+//!   channel of their own whose subscriber is not drained during the round
+//!   (queues are emptied between rounds, untimed): how publishing alone
+//!   scales with threads. Throughput counts messages; compare 2 with 1.
 //! - `publishers/P` (P = 1, 2, 4): P publisher threads each publish a batch
 //!   of 10,000 messages (64-byte `Bytes`) while one drainer thread receives
 //!   all P × 10,000; `distinct`: each publisher has its own channel with one
@@ -370,6 +374,77 @@ fn publishers_rounds(iters: u64, p: usize, shared: bool) -> Duration {
     })
 }
 
+/// `publish_only/P`: P threads each publish `BATCH` messages on a channel of
+/// their own, whose one (unbounded) subscriber nobody drains during the
+/// round; the queues are emptied between rounds, untimed. Measures how
+/// publishing itself scales with threads, without the consumer's work.
+fn publish_only_rounds(iters: u64, p: usize) -> Duration {
+    let broker = Broker::new();
+    let channels: Vec<Name> = (0..p).map(|i| Name::from(format!("alone:{i}"))).collect();
+    let subscribers: Vec<Subscriber> = channels
+        .iter()
+        .map(|channel| {
+            let sub = broker.subscriber_builder().confirmations(false).build();
+            sub.subscribe([channel]).expect("broker alive");
+            sub
+        })
+        .collect();
+    let payload = payload();
+    thread::scope(|scope| {
+        let (done_tx, done_rx) = cb::unbounded::<()>();
+        let mut go = Vec::with_capacity(p);
+        for channel in &channels {
+            let (go_tx, go_rx) = cb::bounded::<()>(1);
+            go.push(go_tx);
+            let (broker, payload, done_tx) = (&broker, &payload, done_tx.clone());
+            scope.spawn(move || {
+                while go_rx.recv().is_ok() {
+                    for _ in 0..BATCH {
+                        black_box(broker.publish(channel, payload.clone()));
+                    }
+                    if done_tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut total = Duration::ZERO;
+        let mut drained = Vec::with_capacity(BATCH);
+        for _ in 0..iters {
+            let start = Instant::now();
+            for go in &go {
+                go.send(()).expect("the publisher is waiting");
+            }
+            for _ in 0..p {
+                done_rx.recv().expect("a publisher finished its round");
+            }
+            total += start.elapsed();
+            for sub in &subscribers {
+                while sub
+                    .try_recv_many(&mut drained, BATCH)
+                    .expect("broker alive")
+                    > 0
+                {
+                    drained.clear();
+                }
+            }
+        }
+        drop(go);
+        total
+    })
+}
+
+fn publish_only(c: &mut Criterion) {
+    for p in [1, 2] {
+        let mut group = group(c, &format!("publish_only/{p}"));
+        group.throughput(elements(p * BATCH));
+        group.bench_function("distinct", |b| {
+            b.iter_custom(|iters| publish_only_rounds(iters, p));
+        });
+        group.finish();
+    }
+}
+
 fn publishers(c: &mut Criterion) {
     for p in PUBLISHERS {
         let mut group = group(c, &format!("publishers/{p}"));
@@ -420,7 +495,7 @@ fn churn(c: &mut Criterion) {
         b.iter(|| cycle(&holder, names.next().expect("endless")));
     });
     group.finish();
-    assert_eq!(broker.channels(None::<&str>).len(), LIVE_CHANNELS);
+    assert_eq!(broker.channels().len(), LIVE_CHANNELS);
 }
 
 // ---- single thread -------------------------------------------------------------
@@ -510,6 +585,7 @@ criterion_group!(
     fanout,
     single_thread,
     publishers,
+    publish_only,
     churn
 );
 criterion_main!(benches);

@@ -55,7 +55,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", line?);
     }
     child.wait()?;
-    println!("[{me}] bridge stats: {:?}", bridge.stats());
+    // Sends whatever is still queued, then reports where every publish went.
+    let stats = bridge.close(Duration::from_secs(5));
+    println!(
+        "[{me}] bridge: {} sent, {} lost, {} unknown",
+        stats.sent, stats.lost, stats.unknown
+    );
     Ok(())
 }
 
@@ -92,7 +97,11 @@ fn listener(url: &str) -> Result<(), Box<dyn std::error::Error>> {
             _confirmation => {}
         }
     }
-    println!("[{me}] listener bridge stats: {:?}", bridge.stats());
+    let stats = bridge.close(Duration::from_secs(5));
+    println!(
+        "[{me}] listener bridge: {} received, {} missed",
+        stats.received, stats.missed
+    );
     Ok(())
 }
 

@@ -10,7 +10,6 @@
 //! Run it with `cargo run --example chat`.
 
 use std::error::Error;
-use std::io::{self, Write};
 use std::thread;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ const RUST: &str = "room:rust";
 const RANDOM: &str = "room:random";
 
 /// Who is in which room.
-pub(crate) const MEMBERS: [(&str, &[&str]); 4] = [
+const MEMBERS: [(&str, &[&str]); 4] = [
     ("alice", &[RUST, RANDOM]),
     ("bob", &[RUST]),
     ("carol", &[RUST, RANDOM]),
@@ -29,7 +28,7 @@ pub(crate) const MEMBERS: [(&str, &[&str]); 4] = [
 ];
 
 /// The conversation: who says what, where, in this order.
-pub(crate) const SCRIPT: [(&str, &str, &str); 9] = [
+const SCRIPT: [(&str, &str, &str); 9] = [
     ("alice", RUST, "morning! anyone tried channelcast?"),
     ("bob", RUST, "yes: Redis pub/sub, no server"),
     ("carol", RUST, "the moderator hears us via room:*"),
@@ -43,18 +42,17 @@ pub(crate) const SCRIPT: [(&str, &str, &str); 9] = [
 
 /// One chat line as one listener received it: (listener, room, line), where
 /// the listener is a user or `"moderator"` and the line is `"<speaker>: <text>"`.
-pub(crate) type Heard = (String, String, String);
+type Heard = (String, String, String);
 
 /// The users in `room`.
-pub(crate) fn members_of(room: &str) -> impl Iterator<Item = &'static str> + '_ {
+fn members_of(room: &str) -> impl Iterator<Item = &'static str> + '_ {
     MEMBERS
         .iter()
         .filter(move |(_, rooms)| rooms.contains(&room))
         .map(|(name, _)| *name)
 }
 
-/// Runs the chat, writes the transcript to `out` and returns every line heard.
-pub(crate) fn run(out: &mut impl Write) -> Result<Vec<Heard>, Box<dyn Error>> {
+fn main() -> Result<(), Box<dyn Error>> {
     let broker = Broker::new();
     let (tx, reports) = unbounded();
 
@@ -65,11 +63,11 @@ pub(crate) fn run(out: &mut impl Write) -> Result<Vec<Heard>, Box<dyn Error>> {
     for &(name, rooms) in &MEMBERS {
         let sub = broker.subscriber();
         sub.subscribe(rooms.iter().copied().chain([format!("dm:{name}").as_str()]))?;
-        writeln!(out, "* {name} joined {}", rooms.join(", "))?;
+        println!("* {name} joined {}", rooms.join(", "));
         let (broker, tx) = (broker.clone(), tx.clone());
         users.push(thread::spawn(move || user(name, &sub, &broker, &tx)));
     }
-    writeln!(out, "* the moderator is watching room:*\n")?;
+    println!("* the moderator is watching room:*\n");
     let watcher = thread::spawn(move || {
         for msg in &moderator {
             if let (Some(room), Some(line)) = (msg.channel(), msg.payload()) {
@@ -86,8 +84,8 @@ pub(crate) fn run(out: &mut impl Write) -> Result<Vec<Heard>, Box<dyn Error>> {
         let batch: Vec<Heard> = (0..expected).map_while(|_| wait()).collect();
         let mut names: Vec<_> = batch.iter().map(|(name, ..)| name.as_str()).collect();
         names.sort_by_key(|name| (*name == "moderator", *name));
-        writeln!(out, "{room:<12} <{speaker}> {said}")?;
-        writeln!(out, "{:13}(heard by {})", "", names.join(", "))?;
+        println!("{room:<12} <{speaker}> {said}");
+        println!("{:13}(heard by {})", "", names.join(", "));
         log.extend(batch);
     }
 
@@ -101,8 +99,11 @@ pub(crate) fn run(out: &mut impl Write) -> Result<Vec<Heard>, Box<dyn Error>> {
     watcher.join().expect("moderator thread");
     log.extend(reports.try_iter()); // anything that came in late
     let logged = log.iter().filter(|(name, ..)| name == "moderator").count();
-    writeln!(out, "\n* all gone; the moderator logged {logged} lines")?;
-    Ok(log)
+    println!(
+        "\n* all gone; {} lines heard in all, the moderator logged {logged}",
+        log.len()
+    );
+    Ok(())
 }
 
 /// One user: speaks on the host's cue, reports what others say.
@@ -129,8 +130,4 @@ fn user(name: &str, sub: &Subscriber, broker: &Broker, tx: &Sender<Heard>) {
 fn heard(listener: &str, room: &Name, line: &[u8]) -> Heard {
     let line = String::from_utf8_lossy(line).into_owned();
     (listener.to_owned(), room.to_string(), line)
-}
-
-fn main() -> Result<(), Box<dyn Error>> {
-    run(&mut io::stdout().lock()).map(drop)
 }

@@ -11,14 +11,13 @@
 //! Run it with `cargo run --example dispatch`.
 
 use std::error::Error;
-use std::io::{self, Write};
 use std::sync::Mutex;
 use std::thread;
 
 use channelcast::{Broker, Dispatcher, Message};
 
 /// What the main thread sends, in order: (command, channel, payload).
-pub(crate) const FEED: [(&str, &str, &str); 11] = [
+const FEED: [(&str, &str, &str); 11] = [
     ("PUBLISH", "orders", "espresso 250"),
     ("PUBLISH", "news.art", "Monet at the Orsay"),
     ("PUBLISH", "alert.disk", "/var 95% full"),
@@ -34,19 +33,18 @@ pub(crate) const FEED: [(&str, &str, &str); 11] = [
 
 /// How often each handler ran, and what the handlers computed.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Tally {
-    pub(crate) orders: usize,  // channel `orders`
-    pub(crate) revenue: u64,   // in cents
-    pub(crate) art: usize,     // channel `news.art`
-    pub(crate) news: usize,    // pattern `news.*`
-    pub(crate) alerts: usize,  // pattern `alert.*`
-    pub(crate) metrics: usize, // shard channel `metrics`
-    pub(crate) max_cpu: u64,
-    pub(crate) unhandled: usize, // deliveries with no handler (`audit`)
+struct Tally {
+    orders: usize,  // channel `orders`
+    revenue: u64,   // in cents
+    art: usize,     // channel `news.art`
+    news: usize,    // pattern `news.*`
+    alerts: usize,  // pattern `alert.*`
+    metrics: usize, // shard channel `metrics`
+    max_cpu: u64,
+    unhandled: usize, // deliveries with no handler (`audit`)
 }
 
-/// Publishes [`FEED`] and dispatches it; writes what happened to `out`.
-pub(crate) fn run(out: &mut impl Write) -> Result<Tally, Box<dyn Error>> {
+fn main() -> Result<(), Box<dyn Error>> {
     let broker = Broker::new();
     let sub = broker.subscriber();
     let log = Mutex::new(Vec::new()); // what the handlers say, in order
@@ -84,7 +82,7 @@ pub(crate) fn run(out: &mut impl Write) -> Result<Tally, Box<dyn Error>> {
     table.subscribe(&sub)?;
     sub.subscribe(["audit"])?; // a channel with no handler
 
-    let unhandled = thread::scope(|s| -> io::Result<usize> {
+    let unhandled = thread::scope(|s| {
         let worker = s.spawn(|| {
             let mut unhandled = 0;
             // Ends once the broker is dropped and the queue is drained.
@@ -97,24 +95,25 @@ pub(crate) fn run(out: &mut impl Write) -> Result<Tally, Box<dyn Error>> {
             }
             unhandled
         });
-        writeln!(out, "main thread (-> deliveries):")?;
+        println!("main thread (-> deliveries):");
         for (command, channel, payload) in FEED {
             let n = match command {
                 "SPUBLISH" => broker.spublish(channel, payload),
                 _ => broker.publish(channel, payload),
             };
-            writeln!(out, "{command:<8} {channel:<10} {payload:<18} -> {n}")?;
+            println!("{command:<8} {channel:<10} {payload:<18} -> {n}");
         }
         drop(broker);
-        Ok(worker.join().expect("worker thread"))
-    })?;
+        worker.join().expect("worker thread")
+    });
     drop(table); // ends the handlers' borrows of `t` and `log`
 
-    writeln!(out, "\nworker loop:")?;
+    println!("\nworker loop:");
     for line in log.into_inner()? {
-        writeln!(out, "  {line}")?;
+        println!("  {line}");
     }
-    Ok(Tally { unhandled, ..t })
+    println!("\ntotals: {:?}", Tally { unhandled, ..t });
+    Ok(())
 }
 
 /// The payload as text; for a pattern match, after the channel it came on.
@@ -124,8 +123,4 @@ fn text(msg: &Message) -> String {
         Message::Message { .. } | Message::SMessage { .. } => payload.into_owned(),
         _ => format!("{}: {payload}", msg.channel().expect("a delivery")),
     }
-}
-
-fn main() -> Result<(), Box<dyn Error>> {
-    run(&mut io::stdout().lock()).map(drop)
 }

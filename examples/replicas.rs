@@ -9,21 +9,20 @@
 
 use std::collections::BTreeMap;
 use std::error::Error;
-use std::io::{self, Write};
 use std::sync::Barrier;
 use std::thread;
 
 use channelcast::{Broker, Message};
 
-pub(crate) const WRITERS: usize = 4;
-pub(crate) const UPDATES_PER_WRITER: usize = 300;
+const WRITERS: usize = 4;
+const UPDATES_PER_WRITER: usize = 300;
 /// One replica thread per subscription; a pattern reaches the same stream.
-pub(crate) const REPLICAS: [&str; 3] = ["kv.updates", "kv.updates", "kv.*"];
+const REPLICAS: [&str; 3] = ["kv.updates", "kv.updates", "kv.*"];
 const KEYS: [&str; 3] = ["apples", "pears", "plums"];
 
 /// One operation on a store: `SET`, `INCRBY` (from 0 if missing) or `DEL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
+enum Op {
     Set(&'static str, i64),
     IncrBy(&'static str, i64),
     Del(&'static str),
@@ -31,21 +30,21 @@ pub(crate) enum Op {
 
 /// An update as published: its writer, its number for that writer, its op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Update {
-    pub(crate) writer: usize,
-    pub(crate) seq: usize,
-    pub(crate) op: Op,
+struct Update {
+    writer: usize,
+    seq: usize,
+    op: Op,
 }
 
 /// A replica: its store, and every update it applied, in order.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Replica {
-    pub(crate) state: BTreeMap<&'static str, i64>,
-    pub(crate) history: Vec<Update>,
+struct Replica {
+    state: BTreeMap<&'static str, i64>,
+    history: Vec<Update>,
 }
 
 impl Replica {
-    pub(crate) fn apply(&mut self, update: Update) {
+    fn apply(&mut self, update: Update) {
         match update.op {
             Op::Set(key, value) => _ = self.state.insert(key, value),
             Op::IncrBy(key, delta) => *self.state.entry(key).or_default() += delta,
@@ -73,8 +72,7 @@ fn digest(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, step)
 }
 
-/// Runs writers and replicas, writes a report to `out`, returns the replicas.
-pub(crate) fn run(out: &mut impl Write) -> Result<Vec<Replica>, Box<dyn Error>> {
+fn main() -> Result<(), Box<dyn Error>> {
     let broker: Broker<Update> = Broker::default();
     let mut replicas = Vec::new();
     for name in REPLICAS {
@@ -86,7 +84,7 @@ pub(crate) fn run(out: &mut impl Write) -> Result<Vec<Replica>, Box<dyn Error>> 
         }
         replicas.push(thread::spawn(move || {
             let mut replica = Replica::default();
-            // Ends once the writers and `run` have dropped their brokers.
+            // Ends once the writers and `main` have dropped their brokers.
             for update in sub.iter().filter_map(Message::into_payload) {
                 replica.apply(update);
             }
@@ -108,34 +106,57 @@ pub(crate) fn run(out: &mut impl Write) -> Result<Vec<Replica>, Box<dyn Error>> 
         }
     });
     drop(broker);
-
     let replicas: Vec<Replica> = replicas.into_iter().map(|r| r.join().unwrap()).collect();
+
+    let total = WRITERS * UPDATES_PER_WRITER;
+    println!("{WRITERS} writer threads each published {UPDATES_PER_WRITER} updates to kv.updates at the same time.");
     let stream = &replicas[0].history;
-    let switches = stream.windows(2).filter(|w| w[0].writer != w[1].writer);
-    writeln!(
-        out,
-        "{WRITERS} writers published {UPDATES_PER_WRITER} updates each"
-    )?;
-    writeln!(out, "stream ({} writer switches):", switches.count())?;
+    let switches = stream
+        .windows(2)
+        .filter(|w| w[0].writer != w[1].writer)
+        .count();
+    println!("Their updates arrived interleaved: the stream switches from one writer to another {switches} times.");
+    println!("It begins like this:");
     for update in &stream[..5] {
-        writeln!(out, "    writer {}: {:?}", update.writer, update.op)?;
+        println!("    writer {}: {:?}", update.writer, update.op);
     }
-    writeln!(out, "    ...")?;
+    println!();
+    println!("Each replica applied what it received, in the order it received it:");
     for (replica, via) in replicas.iter().zip(REPLICAS) {
-        let state = digest(&format!("{:?}", replica.state));
+        let how = if via.contains('*') {
+            "pattern"
+        } else {
+            "channel"
+        };
+        let fingerprint = digest(&format!("{:?}", replica.state));
         let n = replica.history.len();
-        writeln!(
-            out,
-            "replica via {via:<10}: {n} updates, state {state:016x}"
-        )?;
+        println!("    replica on {how} {via:<10} applied {n} of {total} updates, store fingerprint {fingerprint:016x}");
     }
+    let in_order = (0..WRITERS).all(|writer| {
+        let seqs = stream.iter().filter(|u| u.writer == writer).map(|u| u.seq);
+        seqs.eq(0..UPDATES_PER_WRITER)
+    });
     let agree = replicas.iter().all(|replica| *replica == replicas[0]);
-    writeln!(out, "all agree: {agree}; state {:?}", replicas[0].state)?;
-    Ok(replicas)
+    println!();
+    println!(
+        "Every writer's updates arrived in the order it sent them: {}.",
+        yes(in_order)
+    );
+    println!(
+        "All replicas saw the same order and hold the same store: {}.",
+        yes(agree)
+    );
+    println!("The store: {:?}", replicas[0].state);
+    println!();
+    println!("The updates do not commute, so a single reordering would show up as a");
+    println!("different fingerprint: one order per channel is what keeps replicas equal.");
+    Ok(())
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let replicas = run(&mut io::stdout().lock())?;
-    assert!(replicas.iter().all(|r| *r == replicas[0]));
-    Ok(())
+fn yes(ok: bool) -> &'static str {
+    if ok {
+        "yes"
+    } else {
+        "NO"
+    }
 }

@@ -10,18 +10,17 @@
 //! Run it with `cargo run --example workers`.
 
 use std::error::Error;
-use std::io::{self, Write};
 use std::thread;
 use std::time::Duration;
 
 use channelcast::{Broker, Message, SubscribeError, Subscriber};
 
 /// The servers in the pool.
-pub(crate) const WORKERS: [&str; 3] = ["web1", "web2", "db1"];
+const WORKERS: [&str; 3] = ["web1", "web2", "db1"];
 
 /// What the control thread sends, in order: (target, command). The target
 /// is a worker or `all`; command `n` (from 1) goes out as `"<n> <command>"`.
-pub(crate) const COMMANDS: [(&str, &str); 6] = [
+const COMMANDS: [(&str, &str); 6] = [
     ("all", "uptime"),
     ("web2", "restart nginx"),
     ("all", "disk /var"),
@@ -32,14 +31,13 @@ pub(crate) const COMMANDS: [(&str, &str); 6] = [
 
 /// A status report: `worker` answered command `id` (0: "I am online").
 #[derive(Debug)]
-pub(crate) struct Ack {
-    pub(crate) worker: String,
-    pub(crate) id: usize,
-    pub(crate) result: String,
+struct Ack {
+    worker: String,
+    id: usize,
+    result: String,
 }
 
-/// Runs the pool, writes the transcript to `out`, returns every report.
-pub(crate) fn run(out: &mut impl Write) -> Result<Vec<Ack>, Box<dyn Error>> {
+fn main() -> Result<(), Box<dyn Error>> {
     let broker = Broker::new();
     let reports = broker.subscriber();
     reports.psubscribe(["status.*"])?;
@@ -52,39 +50,33 @@ pub(crate) fn run(out: &mut impl Write) -> Result<Vec<Ack>, Box<dyn Error>> {
         })
         .collect();
 
-    let mut acks = Vec::new();
-    let mut collect = |n: usize, out: &mut dyn Write| -> io::Result<()> {
+    // Waits for `n` reports and prints them, in pool order.
+    let collect = |n: usize| {
         let mut batch: Vec<Ack> = (0..n).map_while(|_| next_ack(&reports)).collect();
         batch.sort_by_key(|ack| WORKERS.iter().position(|w| *w == ack.worker));
         for Ack { worker, id, result } in &batch {
-            writeln!(out, "    status.{worker:<5} #{id} {result}")?;
+            println!("    status.{worker:<5} #{id} {result}");
         }
-        acks.extend(batch);
-        Ok(())
     };
 
-    writeln!(out, "control: waiting for {} workers", WORKERS.len())?;
-    collect(WORKERS.len(), out)?;
-    let listening = broker.numsub(["cmd.all"])[0].1;
-    writeln!(out, "control: PUBSUB NUMSUB cmd.all = {listening}")?;
+    println!("control: waiting for {} workers", WORKERS.len());
+    collect(WORKERS.len());
+    println!(
+        "control: PUBSUB NUMSUB cmd.all = {}",
+        broker.numsub_one("cmd.all")
+    );
     for (id, (target, command)) in (1..).zip(COMMANDS) {
         let n = broker.publish(format!("cmd.{target}"), format!("{id} {command}"));
-        writeln!(
-            out,
-            "control -> cmd.{target:<5} #{id} {command} ({n} listening)"
-        )?;
-        collect(n, out)?;
+        println!("control -> cmd.{target:<5} #{id} {command} ({n} listening)");
+        collect(n);
     }
 
     for worker in pool {
         worker.join().expect("worker thread")?;
     }
-    let listening = broker.numsub(["cmd.all"])[0].1;
-    writeln!(
-        out,
-        "control: pool shut down, PUBSUB NUMSUB cmd.all = {listening}"
-    )?;
-    Ok(acks)
+    let listening = broker.numsub_one("cmd.all");
+    println!("control: pool shut down, PUBSUB NUMSUB cmd.all = {listening}");
+    Ok(())
 }
 
 /// The next report, or `None` if none comes within a few seconds.
@@ -123,8 +115,4 @@ fn worker(name: &str, broker: &Broker) -> Result<(), SubscribeError> {
         }
     }
     Ok(())
-}
-
-fn main() -> Result<(), Box<dyn Error>> {
-    run(&mut io::stdout().lock()).map(drop)
 }

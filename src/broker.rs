@@ -15,7 +15,7 @@ use crate::{BrokerStats, Glob, Name, Subscriber, SubscriberBuilder};
 /// [`Subscriber`] receives what is already queued and then sees
 /// "disconnected" instead of blocking forever.
 ///
-/// The payload type `P` defaults to [`bytes::Bytes`]; any `Clone + Send`
+/// The payload type `P` defaults to [`bytes::Bytes`]; any `Clone + Send + Sync`
 /// type works. Each delivery clones the payload once, so pick a type whose
 /// clone is cheap (`Bytes`, `Arc<T>`, small `Copy` values): with `Bytes`, a
 /// publish to 1,000 subscribers shares one buffer.
@@ -42,7 +42,21 @@ impl Broker {
     /// Creates a broker with [`Bytes`](bytes::Bytes) payloads and no
     /// channels, patterns or subscribers.
     ///
-    /// For another payload type, use `Default`:
+    /// For another payload type, use [`Broker::with_payload`] or `Default`
+    /// with a type annotation.
+    pub fn new() -> Self {
+        Broker::default()
+    }
+
+    /// Creates a broker whose payloads are `P` (any `Clone + Send + Sync` type;
+    /// cheap clones such as `Arc<T>` are best, since each delivery clones
+    /// the payload once).
+    ///
+    /// [`Broker::new`] is not generic on purpose: with `let broker =
+    /// Broker::new();` the payload type is then always `Bytes`, so
+    /// `broker.publish("c", "text")` needs no annotation. A generic `new`
+    /// would leave the type to inference, which cannot choose among the many
+    /// types a `&str` converts into.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -51,19 +65,56 @@ impl Broker {
     /// #[derive(Debug, PartialEq)]
     /// struct Trade { price: u64 }
     ///
-    /// let broker: Broker<Arc<Trade>> = Broker::default();
+    /// let broker = Broker::with_payload::<Arc<Trade>>();
     /// let sub = broker.subscriber();
     /// sub.subscribe(["trades"]).unwrap();
     /// broker.publish("trades", Arc::new(Trade { price: 7 }));
-    /// sub.recv().unwrap();
+    /// sub.recv().unwrap(); // the confirmation
     /// assert_eq!(sub.recv().unwrap().payload().unwrap().price, 7);
+    ///
+    /// // The same, spelled with `Default`:
+    /// let same: Broker<Arc<Trade>> = Broker::default();
+    /// # drop(same);
     /// ```
-    pub fn new() -> Self {
+    pub fn with_payload<P: Clone + Send + Sync + 'static>() -> Broker<P> {
         Broker::default()
+    }
+
+    /// Publishes a copy of borrowed bytes or text (one copy into a new
+    /// [`Bytes`](bytes::Bytes), shared by every delivery) and returns the
+    /// number of deliveries, as [`publish`](Broker::publish) does.
+    ///
+    /// `publish` takes anything `Into<Bytes>`, which for borrowed data
+    /// means `&'static` only (`Bytes` never copies implicitly); a line read
+    /// into a `String` buffer that is reused needs this call instead:
+    ///
+    /// ```
+    /// use channelcast::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// sub.subscribe(["room"]).unwrap();
+    /// let mut line = String::new();
+    /// for word in ["hello", "world"] {
+    ///     line.clear();
+    ///     line.push_str(word);
+    ///     broker.publish_copy("room", &line); // `publish("room", line.as_str())` would not compile
+    /// }
+    /// let said: Vec<_> = sub.try_iter().filter_map(|m| m.payload_str().map(str::to_owned)).collect();
+    /// assert_eq!(said, ["hello", "world"]);
+    /// ```
+    pub fn publish_copy(&self, channel: impl AsRef<[u8]>, payload: impl AsRef<[u8]>) -> usize {
+        self.publish(channel, bytes::Bytes::copy_from_slice(payload.as_ref()))
+    }
+
+    /// [`spublish`](Broker::spublish) of a copy of borrowed bytes or text, as
+    /// [`publish_copy`](Broker::publish_copy) is to `publish`.
+    pub fn spublish_copy(&self, channel: impl AsRef<[u8]>, payload: impl AsRef<[u8]>) -> usize {
+        self.spublish(channel, bytes::Bytes::copy_from_slice(payload.as_ref()))
     }
 }
 
-impl<P: Clone + Send + 'static> Broker<P> {
+impl<P: Clone + Send + Sync + 'static> Broker<P> {
     /// Creates a new subscriber: an empty queue with no subscriptions, like
     /// a fresh Redis connection. Subscribe it to channels and patterns with
     /// its own methods.
@@ -125,7 +176,9 @@ impl<P: Clone + Send + 'static> Broker<P> {
     pub fn publish(&self, channel: impl AsRef<[u8]>, payload: impl Into<P>) -> usize {
         let (channel, payload) = (channel.as_ref(), payload.into());
         #[cfg(feature = "redis")]
-        return self.registry.publish_local(channel, payload);
+        return self
+            .registry
+            .publish_local(Space::Channel, channel, payload);
         #[cfg(not(feature = "redis"))]
         self.registry.publish(Space::Channel, channel, payload)
     }
@@ -145,16 +198,18 @@ impl<P: Clone + Send + 'static> Broker<P> {
     /// assert_eq!(broker.publish("orders", "y"), 1); // only the pattern
     /// ```
     pub fn spublish(&self, channel: impl AsRef<[u8]>, payload: impl Into<P>) -> usize {
+        #[cfg(feature = "redis")]
+        return self
+            .registry
+            .publish_local(Space::Shard, channel.as_ref(), payload.into());
+        #[cfg(not(feature = "redis"))]
         self.registry
             .publish(Space::Shard, channel.as_ref(), payload.into())
     }
 
-    /// The channels with at least one subscriber (Redis `PUBSUB CHANNELS
-    /// [pattern]`), optionally filtered by a glob pattern, sorted by bytes.
-    ///
-    /// Pattern subscriptions create no channels. `None` lists everything,
-    /// the empty channel included; `Some("*")` leaves the empty channel out,
-    /// as Redis does.
+    /// Every channel with at least one subscriber (Redis `PUBSUB
+    /// CHANNELS` without a pattern), the empty channel included, sorted by
+    /// bytes. Pattern subscriptions create no channels.
     ///
     /// ```
     /// use channelcast::Broker;
@@ -163,12 +218,27 @@ impl<P: Clone + Send + 'static> Broker<P> {
     /// let sub = broker.subscriber();
     /// sub.subscribe(["news.art", "news.sport", "weather"]).unwrap();
     /// sub.psubscribe(["news.*"]).unwrap();
-    /// assert_eq!(broker.channels(Some("news.*")), ["news.art", "news.sport"]);
-    /// assert_eq!(broker.channels(None::<&str>).len(), 3);
+    /// assert_eq!(broker.channels(), ["news.art", "news.sport", "weather"]);
     /// ```
-    pub fn channels(&self, pattern: Option<impl Into<Name>>) -> Vec<Name> {
-        let glob = pattern.map(Glob::new);
-        self.registry.channels(Space::Channel, glob.as_ref())
+    pub fn channels(&self) -> Vec<Name> {
+        self.registry.channels(Space::Channel, None)
+    }
+
+    /// The channels with at least one subscriber whose names match the glob
+    /// `pattern` (Redis `PUBSUB CHANNELS pattern`), sorted by bytes. As in
+    /// Redis, `"*"` leaves the empty channel out.
+    ///
+    /// ```
+    /// use channelcast::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// sub.subscribe(["news.art", "news.sport", "weather"]).unwrap();
+    /// assert_eq!(broker.channels_matching("news.*"), ["news.art", "news.sport"]);
+    /// ```
+    pub fn channels_matching(&self, pattern: impl Into<Name>) -> Vec<Name> {
+        let glob = Glob::new(pattern);
+        self.registry.channels(Space::Channel, Some(&glob))
     }
 
     /// The number of exact subscribers of each channel (Redis `PUBSUB
@@ -193,17 +263,51 @@ impl<P: Clone + Send + 'static> Broker<P> {
         self.numsub_in(Space::Channel, channels)
     }
 
+    /// The number of exact subscribers of one channel: `PUBSUB NUMSUB` for a
+    /// single name, without the pair.
+    ///
+    /// ```
+    /// use channelcast::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// sub.subscribe(["x"]).unwrap();
+    /// sub.psubscribe(["x*"]).unwrap(); // patterns are not counted
+    /// assert_eq!(broker.numsub_one("x"), 1);
+    /// assert_eq!(broker.numsub_one("y"), 0);
+    /// ```
+    pub fn numsub_one(&self, channel: impl AsRef<[u8]>) -> usize {
+        self.registry.numsub(Space::Channel, channel.as_ref())
+    }
+
     /// The number of distinct live patterns (Redis `PUBSUB NUMPAT`): two
     /// subscribers of the same two patterns make 2.
     pub fn numpat(&self) -> usize {
         self.registry.numpat()
     }
 
-    /// The shard channels with at least one subscriber (Redis `PUBSUB
-    /// SHARDCHANNELS [pattern]`), sorted by bytes.
-    pub fn shard_channels(&self, pattern: Option<impl Into<Name>>) -> Vec<Name> {
-        let glob = pattern.map(Glob::new);
-        self.registry.channels(Space::Shard, glob.as_ref())
+    /// Every shard channel with at least one subscriber (Redis `PUBSUB
+    /// SHARDCHANNELS` without a pattern), sorted by bytes.
+    ///
+    /// ```
+    /// use channelcast::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscriber();
+    /// sub.ssubscribe(["orders.eu", "orders.us", "stock"]).unwrap();
+    /// assert_eq!(broker.shard_channels().len(), 3);
+    /// assert_eq!(broker.shard_channels_matching("orders.*"), ["orders.eu", "orders.us"]);
+    /// assert!(broker.channels().is_empty()); // shard channels are a namespace of their own
+    /// ```
+    pub fn shard_channels(&self) -> Vec<Name> {
+        self.registry.channels(Space::Shard, None)
+    }
+
+    /// The shard channels with at least one subscriber whose names match the
+    /// glob `pattern` (Redis `PUBSUB SHARDCHANNELS pattern`), sorted by bytes.
+    pub fn shard_channels_matching(&self, pattern: impl Into<Name>) -> Vec<Name> {
+        let glob = Glob::new(pattern);
+        self.registry.channels(Space::Shard, Some(&glob))
     }
 
     /// The number of subscribers of each shard channel (Redis `PUBSUB
@@ -214,6 +318,12 @@ impl<P: Clone + Send + 'static> Broker<P> {
         I::Item: Into<Name>,
     {
         self.numsub_in(Space::Shard, channels)
+    }
+
+    /// The number of subscribers of one shard channel, as
+    /// [`numsub_one`](Broker::numsub_one) does for channels.
+    pub fn shard_numsub_one(&self, channel: impl AsRef<[u8]>) -> usize {
+        self.registry.numsub(Space::Shard, channel.as_ref())
     }
 
     fn numsub_in<I>(&self, space: Space, channels: I) -> Vec<(Name, usize)>
@@ -232,7 +342,7 @@ impl<P: Clone + Send + 'static> Broker<P> {
     }
 }
 
-impl<P: Clone + Send + 'static> Default for Broker<P> {
+impl<P: Clone + Send + Sync + 'static> Default for Broker<P> {
     fn default() -> Self {
         Broker {
             registry: Arc::new(Registry::new()),

@@ -46,7 +46,7 @@ fn payload_len<P: AsRef<[u8]>>(payload: &P) -> usize {
     payload.as_ref().len()
 }
 
-impl<'a, P: Clone + Send + 'static> SubscriberBuilder<'a, P> {
+impl<'a, P: Clone + Send + Sync + 'static> SubscriberBuilder<'a, P> {
     pub(crate) fn new(broker: &'a Broker<P>) -> Self {
         SubscriberBuilder {
             broker,
@@ -116,7 +116,7 @@ impl<'a, P: Clone + Send + 'static> SubscriberBuilder<'a, P> {
     }
 }
 
-impl<P: AsRef<[u8]> + Clone + Send + 'static> SubscriberBuilder<'_, P> {
+impl<P: AsRef<[u8]> + Clone + Send + Sync + 'static> SubscriberBuilder<'_, P> {
     /// Bounds the payload bytes queued at once (alone or with
     /// [`capacity`](SubscriberBuilder::capacity); the queue is full when
     /// either bound is reached). Each delivery counts its payload's length,

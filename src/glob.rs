@@ -220,7 +220,25 @@ impl fmt::Debug for Glob {
 /// assert!(!channelcast::glob_match("user:*:login", "user:42:logout"));
 /// ```
 pub fn glob_match(pattern: impl AsRef<[u8]>, channel: impl AsRef<[u8]>) -> bool {
-    Glob::new(pattern.as_ref()).is_match(channel)
+    glob_match_bytes(pattern.as_ref(), channel.as_ref())
+}
+
+/// [`glob_match`] with plain byte slices: not generic, so it can be passed
+/// where a `fn(&[u8], &[u8]) -> bool` is expected.
+///
+/// ```
+/// use channelcast::glob_match_bytes;
+///
+/// fn count_matches(matcher: fn(&[u8], &[u8]) -> bool, pattern: &[u8], channels: &[&[u8]]) -> usize {
+///     channels.iter().filter(|channel| matcher(pattern, channel)).count()
+/// }
+///
+/// let channels: [&[u8]; 3] = [b"news.art", b"news.sport", b"weather"];
+/// assert_eq!(count_matches(glob_match_bytes, b"news.*", &channels), 2);
+/// assert!(glob_match_bytes(b"h?llo", b"hallo"));
+/// ```
+pub fn glob_match_bytes(pattern: &[u8], channel: &[u8]) -> bool {
+    Glob::new(pattern).is_match(channel)
 }
 
 /// Turns pattern bytes into tokens, following Redis's reading of each byte.

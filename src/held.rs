@@ -77,6 +77,11 @@ impl Held {
         }
     }
 
+    /// Every name held, in all three namespaces.
+    pub(crate) fn total(&self) -> usize {
+        self.channels.len() + self.patterns.len() + self.shards.len()
+    }
+
     /// Every name held in `family`, in byte order (the documented order of
     /// an unsubscribe-all).
     pub(crate) fn in_order(&mut self, family: Family) -> Vec<Name> {

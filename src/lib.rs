@@ -63,14 +63,19 @@
 //!     ("pmessage", Some("*.art".into())),
 //! ]);
 //!
-//! assert_eq!(broker.channels(None::<&str>), ["news.art"]); // patterns make no channels
+//! assert_eq!(broker.channels(), ["news.art"]); // patterns make no channels
 //! assert_eq!(broker.numpat(), 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! Every (un)subscribe call puts Redis's confirmations in the subscriber's
 //! own stream (one per name, with the running count) and returns the final
-//! count. Unsubscribing with no names releases everything in that namespace.
+//! count. Redis's argument-less `UNSUBSCRIBE` is
+//! [`unsubscribe_all`](Subscriber::unsubscribe_all) (and `punsubscribe_all`,
+//! `sunsubscribe_all`); an empty list of names is an error, never "all".
+//! A subscriber built with
+//! [`confirmations(false)`](SubscriberBuilder::confirmations) gets messages
+//! only (redis-py's `ignore_subscribe_messages`).
 //!
 //! # Pattern syntax
 //!
@@ -111,7 +116,22 @@
 //!    by default: a subscriber that never reads never blocks a publisher.
 //!    Bounded subscribers choose their own trade-off (see
 //!    [Slow subscribers](#slow-subscribers)); only [`Overflow::Block`] and
-//!    [`Overflow::BlockFor`] make a publisher wait.
+//!    [`Overflow::BlockFor`] make a publisher wait, and a waiting publisher
+//!    holds up only later publishes and unsubscribes on its own channel.
+//! 6. **A publish is atomic in every stream.** For any subscriber and any
+//!    publish, the subscriber's deliveries from that publish (its `message`
+//!    and its `pmessage`s) are queued together, with nothing between them
+//!    (none of its own confirmations either), and they are exactly the
+//!    deliveries that the subscriptions confirmed in its stream at that
+//!    point entail, as if the publish had happened at one instant, as in
+//!    Redis.
+//!
+//! These hold on every way of receiving: [`recv`](Subscriber::recv) and its
+//! timed and non-blocking forms, [`recv_many`](Subscriber::recv_many),
+//! [`recv_async`](Subscriber::recv_async) and [`stream`](Subscriber::stream),
+//! and `select!` through [`ready`](Subscriber::ready), because every one of
+//! them takes items from the same place (the subscriber's mailbox, which
+//! also keeps its bound, its lag reports and its counters).
 //!
 //! Nothing is promised across channels: two subscribers may see publishes on
 //! *different* channels interleaved differently.
@@ -142,6 +162,43 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Receiving next to other channels: `select!`
+//!
+//! [`Subscriber::ready`] is a readiness handle: a crossbeam receiver that
+//! fires whenever an item may be waiting. Wait on it in
+//! [`crossbeam_channel::select!`] next to your other channels, then drain
+//! the subscriber with [`try_recv`](Subscriber::try_recv) until
+//! [`TryRecvError::Empty`]. Items never travel through the handle, so a
+//! bounded subscriber's bound, lag reports and counters stay exact:
+//!
+//! ```
+//! use crossbeam_channel::{select, unbounded};
+//! use channelcast::{Broker, TryRecvError};
+//!
+//! let broker = Broker::new();
+//! let sub = broker.subscriber_builder().confirmations(false).build();
+//! sub.subscribe(["orders"])?;
+//! let (stop_tx, stop_rx) = unbounded::<()>();
+//! broker.publish("orders", "o1");
+//! stop_tx.send(())?;
+//!
+//! let mut handled = Vec::new();
+//! loop {
+//!     select! {
+//!         recv(sub.ready()) -> _ => loop {
+//!             match sub.try_recv() {
+//!                 Ok(msg) => handled.push(msg.payload_str().unwrap_or_default().to_owned()),
+//!                 Err(TryRecvError::Empty) => break,
+//!                 Err(_) => return Ok(()), // the broker is gone
+//!             }
+//!         },
+//!         recv(stop_rx) -> _ => break, // another thread asked this loop to stop
+//!     }
+//! }
+//! # let _ = handled;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Slow subscribers
 //!
 //! By default a subscriber's queue is unbounded: a subscriber that stops
@@ -152,10 +209,18 @@
 //! Whatever the policy, **loss is never silent**: the subscriber finds a
 //! [`Message::Lagged`] with the exact number of deliveries it missed, at the
 //! place in its stream where they are missing, and [`Subscriber::stats`] /
-//! [`Broker::stats`] count them. `publish` still counts a dropped delivery,
-//! as Redis counts the one that overflowed a client. The bound is checked
-//! before each delivery, so publishers racing on different channels may
-//! each add one item past it; memory stays proportional to what is queued.
+//! [`Broker::stats`] count them exactly (see [`SubscriberStats`] and
+//! [`BrokerStats`] for what each counter means; the two always agree).
+//! `publish` still counts a dropped delivery, as Redis counts the one that
+//! overflowed a client.
+//!
+//! The capacity counts deliveries (`message`, `pmessage`, `smessage`);
+//! confirmations and lag reports are never bounded, dropped or displaced.
+//! The bound is exact: it is checked and applied under the subscriber's own
+//! lock. The deliveries of one publish to one subscriber are admitted
+//! together (guarantee 6), and anything fits into a queue that holds no
+//! delivery, so `capacity(0)` means `capacity(1)` and nothing can be stuck.
+//! Memory stays proportional to what is queued.
 //!
 //! [`Overflow::DropNewest`] (the builder's default) keeps what is queued and
 //! drops what does not fit:
@@ -246,7 +311,7 @@
 //! for i in 0..3 {
 //!     broker.publish("feed", i.to_string()); // the third overflows
 //! }
-//! assert_eq!(broker.numsub(["feed"])[0].1, 0); // evicted at once
+//! assert_eq!(broker.numsub_one("feed"), 0); // evicted at once
 //! let items: Vec<_> = sub.iter().collect(); // the confirmation, "0", "1", the loss
 //! assert_eq!(items.len(), 4);
 //! assert_eq!(items[3], Message::Lagged { missed: 1 });
@@ -328,7 +393,7 @@
 //! }
 //! // Then live, with nothing missed and nothing twice.
 //! assert_eq!(monitor.recv()?.kind(), "pmessage");
-//! assert_eq!(broker.channels(None::<&str>), Vec::<channelcast::Name>::new()); // not active
+//! assert_eq!(broker.channels(), Vec::<channelcast::Name>::new()); // not active
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -343,8 +408,7 @@
 //!
 //! A thread that both publishes and receives holds a `Broker` clone of its
 //! own, so its `iter` cannot end through disconnection while that clone
-//! lives: end such loops with a message of your own (a `"shutdown"` on a
-//! control channel) or use `recv_timeout`.
+//! lives: stop such loops from outside, as the next section shows.
 //!
 //! ```
 //! use channelcast::{Broker, RecvError};
@@ -361,12 +425,155 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Stopping a receive loop
+//!
+//! A [`Stopper`] is a stop signal any thread can fire. A plain loop waits on
+//! it next to the subscriber's [readiness handle](Subscriber::ready) with
+//! crossbeam's `select!` (no timeout, no polling) and drains with
+//! `try_recv` when the subscriber is ready:
+//!
+//! ```
+//! use std::thread;
+//! use channelcast::crossbeam_channel::select;
+//! use channelcast::{Broker, Stopper, TryRecvError};
+//!
+//! let broker = Broker::new();
+//! let sub = broker.subscriber();
+//! sub.subscribe(["work"])?;
+//! let stopper = Stopper::new();
+//! let signal = stopper.clone();
+//! let keep_alive = broker.clone(); // the loop's own handle: disconnection alone would never end it
+//! let worker = thread::spawn(move || {
+//!     let _broker = keep_alive;
+//!     let mut handled = 0;
+//!     loop {
+//!         select! {
+//!             recv(signal.signal()) -> _ => break, // stopped
+//!             recv(sub.ready()) -> _ => loop {
+//!                 match sub.try_recv() {
+//!                     Ok(msg) => handled += usize::from(msg.is_delivery()),
+//!                     Err(TryRecvError::Empty) => break,
+//!                     Err(_) => return handled, // disconnected or evicted
+//!                 }
+//!             },
+//!         }
+//!     }
+//!     handled
+//! });
+//! broker.publish("work", "a");
+//! stopper.stop();
+//! let handled = worker.join().unwrap();
+//! assert!(handled <= 1); // stopped before or after "a": either is a clean end
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A [`Dispatcher`] runs this loop for you:
+//! [`run_until`](Dispatcher::run_until) takes a `Stopper`, and
+//! [`spawn`](Dispatcher::spawn) runs the table in a thread of its own and
+//! returns a [`DispatcherThread`] with `stop` and `join` (redis-py's
+//! `run_in_thread`). Each returns a [`RunReport`] saying why the loop
+//! [ended](Ended) (stopped, disconnected, or evicted by
+//! [`Overflow::Disconnect`]) and how many messages a handler ran for; lag
+//! reports reach [`Dispatcher::on_lagged`] (or the unhandled handler), so a
+//! dispatcher never loses messages silently either.
+//!
+//! # Async
+//!
+//! [`Subscriber::recv_async`] is `recv` as a future, and
+//! [`Subscriber::stream`] is the subscriber as a [`futures_core::Stream`]
+//! that ends where `iter` would. They work on any executor: the publisher
+//! that queues an item wakes the waiting task directly (no helper thread,
+//! no polling), and no runtime feature is needed — async support is always
+//! compiled, as it costs the blocking path one empty-list check per push.
+//!
+//! ```
+//! use channelcast::Broker;
+//!
+//! # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+//! # runtime.block_on(async {
+//! let broker = Broker::new();
+//! let sub = broker.subscriber_builder().confirmations(false).build();
+//! sub.subscribe(["events"])?;
+//! let consumer = tokio::spawn(async move {
+//!     let mut seen = Vec::new();
+//!     // Ends when every Broker handle is gone and the queue is drained.
+//!     while let Ok(msg) = sub.recv_async().await {
+//!         seen.push(msg.payload_str().unwrap_or_default().to_owned());
+//!     }
+//!     seen
+//! });
+//! broker.publish("events", "one");
+//! broker.publish("events", "two");
+//! drop(broker);
+//! assert_eq!(consumer.await?, ["one", "two"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **Cancel-safe.** Dropping a `recv_async` future (or a `stream`) before it
+//! resolves loses nothing: the item stays queued for the next receive. So
+//! `recv_async` can sit in a `tokio::select!` loop next to a socket or a
+//! timer, and `tokio::time::timeout(d, sub.recv_async())` is safe.
+//!
+//! **Publishing from async code.** `publish` never waits — it only queues —
+//! unless a subscriber of that publish was built with [`Overflow::Block`]
+//! or [`Overflow::BlockFor`]. Those two make the publisher wait for the
+//! subscriber to make room, which would stall a runtime thread (and, on a
+//! current-thread runtime, deadlock if the subscriber is a task of the same
+//! runtime). Where a publish may meet such a subscriber, publish from
+//! `tokio::task::spawn_blocking`, or give the subscriber `BlockFor` (a
+//! bounded stall, then a reported loss) or a dropping policy:
+//!
+//! ```
+//! use channelcast::{Broker, Overflow};
+//!
+//! # let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+//! # runtime.block_on(async {
+//! let broker = Broker::new();
+//! let sub = broker.subscriber_builder().capacity(1).overflow(Overflow::Block)
+//!     .confirmations(false).build();
+//! sub.subscribe(["jobs"])?;
+//! let consumer = tokio::spawn(async move {
+//!     let mut n = 0;
+//!     while sub.recv_async().await.is_ok() {
+//!         n += 1;
+//!     }
+//!     n
+//! });
+//! // Waits for room as often as it needs to, off the runtime's thread.
+//! tokio::task::spawn_blocking(move || {
+//!     for i in 0..100 {
+//!         broker.publish("jobs", i.to_string());
+//!     }
+//! })
+//! .await?;
+//! assert_eq!(consumer.await?, 100);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `examples/async_rooms.rs` serves chat rooms with one task per
+//! connection.
+//!
 //! # Scaling out
 //!
 //! With the cargo feature `redis` (off by default; without it the crate has
 //! no networking at all), a `Bridge` joins a broker to a real Redis server
 //! for chosen channels and patterns, so several processes share them; see
 //! the `Bridge` type and `examples/bridge.rs`.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds | needs |
+//! |---|---|---|---|
+//! | (none) | | the whole in-process broker, blocking and async receives | Rust 1.77 |
+//! | `redis` | off | `Bridge`: channels and patterns shared with a Redis server (networking, via redis-rs) | Rust 1.88 |
+//!
+//! Async support (`recv_async`, `stream`) is not a feature: it is always
+//! there, needs no runtime, and adds only `futures-core` (the `Stream`
+//! trait) to the dependencies.
 //!
 //! # Differences from Redis
 //!
@@ -395,8 +602,14 @@
 //!   budget, a silent default limit would change behaviour under load, and
 //!   Redis's silent eviction is its most common pub/sub complaint.
 //! - **Zero names** in `subscribe` is [`SubscribeError::NoNames`], where Redis
-//!   answers "wrong number of arguments".
-//! - **Payloads** are any `Clone + Send` type, [`bytes::Bytes`] by default;
+//!   answers "wrong number of arguments". In `unsubscribe` (and
+//!   `punsubscribe`, `sunsubscribe`) zero names is
+//!   [`UnsubscribeError::NoNames`] too, where Redis releases everything:
+//!   a computed list that happens to be empty must not unsubscribe from all.
+//!   Redis's argument-less form is
+//!   [`unsubscribe_all`](Subscriber::unsubscribe_all) (`punsubscribe_all`,
+//!   `sunsubscribe_all`).
+//! - **Payloads** are any `Clone + Send + Sync` type (subscribers of one channel may share one stored copy, read from their own threads), [`bytes::Bytes`] by default;
 //!   each delivery clones it (a reference-count increment for `Bytes`).
 //! - **Retained messages** (see [Late joiners](#late-joiners-beyond-redis))
 //!   have no Redis counterpart; they are off unless a rule is set.
@@ -413,26 +626,30 @@ mod error;
 mod fast_hash;
 mod glob;
 mod held;
+mod log;
 mod mailbox;
 mod message;
 mod name;
 mod registry;
 mod retained;
 mod stats;
+mod stop;
 mod subscriber;
 mod trie;
 
 #[cfg(feature = "redis")]
-pub use bridge::{Bridge, BridgeBuilder, BridgeError, BridgeStats};
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use bridge::{Bridge, BridgeBuilder, BridgeError, BridgeOverflow, BridgeStats, ConnectError};
 pub use broker::Broker;
 pub use builder::SubscriberBuilder;
-pub use dispatch::Dispatcher;
+pub use dispatch::{Dispatcher, DispatcherThread, Ended, RunReport};
 pub use error::{RecvError, RecvTimeoutError, SubscribeError, TryRecvError, UnsubscribeError};
-pub use glob::{glob_match, Glob};
+pub use glob::{glob_match, glob_match_bytes, Glob};
 pub use mailbox::Overflow;
 pub use message::{Message, Source};
 pub use name::Name;
 pub use stats::{BrokerStats, SubscriberStats};
+pub use stop::Stopper;
 pub use subscriber::{Iter, MessageStream, Recv, Subscriber, TryIter};
 
 /// The README's examples, compiled and run as doctests.

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use smallvec::SmallVec;
 
 use crate::held::Held;
+use crate::log::{Cursor, Entry, Wake};
 use crate::stats::SubscriberStats;
 use crate::{Message, Name};
 
@@ -175,6 +177,37 @@ struct Inner<P> {
     /// Async receivers waiting, by the id their future registered with.
     wakers: Vec<(u64, Waker)>,
     next_waker: u64,
+    /// Set while this subscriber reads its only channel from the channel's
+    /// log instead of having deliveries queued here (see `log.rs`). It is
+    /// read after `items`, which hold only what came before the cursor.
+    log: Option<Box<LogReader<P>>>,
+    /// Registered with that log's sleepers (until the next append wakes it).
+    log_sleeper: bool,
+}
+
+/// A subscriber's place in the log of its only channel.
+struct LogReader<P> {
+    cursor: Cursor<P, Mailbox<P>>,
+    channel: Name,
+    /// A shard channel (`smessage`) rather than a channel (`message`).
+    shard: bool,
+}
+
+impl<P: Clone> LogReader<P> {
+    /// The next entry as the item the subscriber receives.
+    fn next(&mut self) -> Option<Message<P>> {
+        Some(match self.cursor.next()? {
+            Entry::Payload(payload) => {
+                let (channel, payload) = (self.channel.clone(), payload.clone());
+                if self.shard {
+                    Message::SMessage { channel, payload }
+                } else {
+                    Message::Message { channel, payload }
+                }
+            }
+            Entry::Lost(missed) => Message::Lagged { missed: *missed },
+        })
+    }
 }
 
 /// One subscriber's stream and everything about it (see the module docs).
@@ -194,6 +227,9 @@ pub(crate) struct Mailbox<P> {
     /// The readiness handle for `select!`, made on first use: holds one
     /// token while something may be waiting.
     doorbell: std::sync::OnceLock<(Sender<()>, Receiver<()>)>,
+    /// Set once the readiness handle was asked for: publishers must then
+    /// ring it, so this subscriber never reads from a channel log.
+    no_log: std::sync::atomic::AtomicBool,
 }
 
 impl<P> fmt::Debug for Mailbox<P> {
@@ -226,6 +262,8 @@ impl<P> Mailbox<P> {
                 send_waiters: 0,
                 wakers: Vec::new(),
                 next_waker: 0,
+                log: None,
+                log_sleeper: false,
             }),
             readable: Condvar::new(),
             writable: Condvar::new(),
@@ -233,7 +271,42 @@ impl<P> Mailbox<P> {
             confirmations,
             held: Mutex::new(Held::default()),
             doorbell: std::sync::OnceLock::new(),
+            no_log: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    // ---- channel logs -------------------------------------------------------
+
+    /// Whether this subscriber may read a channel's log: unbounded (a bound
+    /// must see every delivery) and without a readiness handle.
+    pub(crate) fn may_read_log(&self) -> bool {
+        self.bound.is_none() && !self.no_log.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// From now on, never read a channel log (the readiness handle is in use).
+    pub(crate) fn forbid_log(&self) {
+        self.no_log
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Starts reading `channel` from its log at `cursor`. Called under the
+    /// channel's stripe lock, right after the subscribe confirmation.
+    pub(crate) fn join_log(&self, cursor: Cursor<P, Mailbox<P>>, channel: Name, shard: bool) {
+        self.inner.lock().log = Some(Box::new(LogReader {
+            cursor,
+            channel,
+            shard,
+        }));
+    }
+
+    /// The channel whose log this subscriber reads (its name, and whether it
+    /// is a shard channel).
+    pub(crate) fn log_channel(&self) -> Option<(Name, bool)> {
+        let inner = self.inner.lock();
+        inner
+            .log
+            .as_ref()
+            .map(|reader| (reader.channel.clone(), reader.shard))
     }
 
     /// Whether a publisher may have to wait for this subscriber.
@@ -331,11 +404,11 @@ impl<P> Mailbox<P> {
                 }
                 // Out of patience: drop what does not fit, as DropNewest.
             }
-            match bound.policy {
-                Overflow::Disconnect => {
-                    if Self::fits_all(&inner, bound, group) {
-                        Self::push_all(&mut inner, bound, group, &mut offered);
-                    } else {
+            if Self::fits_all(&inner, bound, group) {
+                Self::push_all(&mut inner, bound, group, &mut offered);
+            } else {
+                match bound.policy {
+                    Overflow::Disconnect => {
                         inner.state = State::Overflowed;
                         offered.dropped = group.len() as u64;
                         offered.evict = true;
@@ -343,28 +416,24 @@ impl<P> Mailbox<P> {
                         Self::lose(&mut inner, offered.dropped);
                         self.writable.notify_all();
                     }
-                }
-                Overflow::DropOldest => {
-                    for message in group.drain(..) {
-                        let weight = bound.weigh(&message);
-                        while !Self::fits(&inner, bound, weight)
+                    Overflow::DropOldest => {
+                        while !Self::fits_all(&inner, bound, group)
                             && Self::push_out_oldest(&mut inner, bound)
                         {
                             offered.pushed_out += 1;
                         }
-                        Self::push_delivery(&mut inner, message, weight);
-                        offered.queued += 1;
+                        Self::push_all(&mut inner, bound, group, &mut offered);
                     }
-                }
-                Overflow::DropNewest | Overflow::Block | Overflow::BlockFor(_) => {
-                    for message in group.drain(..) {
-                        let weight = bound.weigh(&message);
-                        if Self::fits(&inner, bound, weight) {
-                            Self::push_delivery(&mut inner, message, weight);
-                            offered.queued += 1;
-                        } else {
-                            offered.dropped += 1;
-                            Self::lose(&mut inner, 1);
+                    Overflow::DropNewest | Overflow::Block | Overflow::BlockFor(_) => {
+                        for message in group.drain(..) {
+                            let weight = bound.weigh(&message);
+                            if Self::fits(&inner, bound, weight) {
+                                Self::push_delivery(&mut inner, message, weight);
+                                offered.queued += 1;
+                            } else {
+                                offered.dropped += 1;
+                                Self::lose(&mut inner, 1);
+                            }
                         }
                     }
                 }
@@ -465,6 +534,25 @@ impl<P> Mailbox<P> {
             return;
         }
         inner.items.push_back(message);
+        let wakers = self.wake_receivers(&mut inner);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Reports `missed` deliveries lost before they reached this broker (the
+    /// Redis bridge's gap detection) at the back of the stream. Not counted
+    /// in `dropped`, which is this subscriber's own overflow policy's.
+    #[cfg(feature = "redis")]
+    pub(crate) fn report_lagged(&self, missed: u64) {
+        let mut inner = self.inner.lock();
+        if missed == 0 || matches!(inner.state, State::Dropped | State::BrokerGone) {
+            return;
+        }
+        if let Some(Message::Lagged { missed: reported }) = inner.items.back_mut() {
+            *reported += missed;
+        } else {
+            inner.items.push_back(Message::Lagged { missed });
+        }
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
         wakers.into_iter().for_each(Waker::wake);
@@ -599,13 +687,80 @@ impl<P> Mailbox<P> {
     pub(crate) fn overflowed(&self) -> bool {
         self.inner.lock().state == State::Overflowed
     }
+}
+
+impl<P> Mailbox<P> {
+    /// Stops reading a channel log, dropping what was not read (the
+    /// subscriber is going away).
+    pub(crate) fn drop_log(&self) {
+        let mut inner = self.inner.lock();
+        inner.log = None;
+        inner.log_sleeper = false;
+    }
+
+    /// Before waiting: makes sure the log this subscriber reads (if any)
+    /// will wake it; returns whether an entry arrived meanwhile.
+    fn sleep_on_log(self: &Arc<Self>, inner: &mut Inner<P>) -> bool {
+        let Some(reader) = &inner.log else {
+            return false;
+        };
+        if inner.log_sleeper {
+            return reader.cursor.has_next();
+        }
+        inner.log_sleeper = true;
+        reader.cursor.sleep(self)
+    }
+
+    /// Removes an async registration (its future was dropped).
+    pub(crate) fn cancel(&self, slot: &mut Option<u64>) {
+        if let Some(id) = slot.take() {
+            self.inner
+                .lock()
+                .wakers
+                .retain(|(waiting, _)| *waiting != id);
+        }
+    }
+}
+
+impl<P> Wake for Mailbox<P> {
+    /// A log this subscriber reads grew.
+    fn wake(&self) {
+        let mut inner = self.inner.lock();
+        inner.log_sleeper = false;
+        let wakers = self.wake_receivers(&mut inner);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl<P: Clone> Mailbox<P> {
+    /// Stops reading a channel log: what the log holds beyond the cursor is
+    /// queued here, in order. Called under the channel's stripe lock.
+    pub(crate) fn leave_log(&self) {
+        let mut inner = self.inner.lock();
+        let Some(mut reader) = inner.log.take() else {
+            return;
+        };
+        inner.log_sleeper = false;
+        while let Some(message) = reader.next() {
+            if message.is_delivery() {
+                inner.deliveries += 1;
+            }
+            inner.items.push_back(message);
+        }
+    }
 
     // ---- receivers ----------------------------------------------------------
 
     /// Takes the next item, waiting until `deadline` (`None`: forever) when
     /// `wait` is set.
-    pub(crate) fn take(&self, wait: bool, deadline: Option<Instant>) -> Result<Message<P>, Empty> {
+    pub(crate) fn take(
+        self: &Arc<Self>,
+        wait: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Message<P>, Empty> {
         let mut inner = self.inner.lock();
+        let mut spun = false;
         loop {
             if let Some(message) = self.pop(&mut inner) {
                 if inner.recv_waiters > 0 && !inner.items.is_empty() {
@@ -617,6 +772,25 @@ impl<P> Mailbox<P> {
             Self::ended(&inner)?;
             if !wait {
                 return Err(Empty::Now);
+            }
+            if !spun {
+                // A publisher is often only a moment away: look again a few
+                // times (spinning, then yielding) before going to sleep,
+                // which costs both sides a system call.
+                spun = true;
+                let backoff = crossbeam_utils::Backoff::new();
+                while !backoff.is_completed()
+                    && deadline.map_or(true, |deadline| Instant::now() < deadline)
+                {
+                    MutexGuard::unlocked(&mut inner, || backoff.snooze());
+                    if Self::waiting(&inner) > 0 || inner.state != State::Open {
+                        break;
+                    }
+                }
+                continue;
+            }
+            if self.sleep_on_log(&mut inner) {
+                continue; // it grew meanwhile
             }
             inner.recv_waiters += 1;
             let timed_out = match deadline {
@@ -639,7 +813,7 @@ impl<P> Mailbox<P> {
     /// Moves up to `limit` queued items into `out` under one lock; returns
     /// how many. Waits for the first one like [`take`](Mailbox::take).
     pub(crate) fn take_many(
-        &self,
+        self: &Arc<Self>,
         out: &mut Vec<Message<P>>,
         limit: usize,
         wait: bool,
@@ -666,7 +840,7 @@ impl<P> Mailbox<P> {
     /// waker registration, kept across polls and removed by
     /// [`cancel`](Mailbox::cancel) when the future is dropped.
     pub(crate) fn poll_take(
-        &self,
+        self: &Arc<Self>,
         cx: &mut Context<'_>,
         slot: &mut Option<u64>,
     ) -> Poll<Result<Message<P>, Empty>> {
@@ -691,21 +865,28 @@ impl<P> Mailbox<P> {
             Some((_, waker)) => waker.clone_from(cx.waker()),
             None => inner.wakers.push((id, cx.waker().clone())),
         }
+        if self.sleep_on_log(&mut inner) {
+            {
+                // It grew meanwhile: take it now (the registration stays
+                // until this future resolves or is dropped).
+                if let Some(message) = self.pop(&mut inner) {
+                    inner.wakers.retain(|(waiting, _)| *waiting != id);
+                    *slot = None;
+                    return Poll::Ready(Ok(message));
+                }
+            }
+        }
         Poll::Pending
     }
 
-    /// Removes an async registration (its future was dropped).
-    pub(crate) fn cancel(&self, slot: &mut Option<u64>) {
-        if let Some(id) = slot.take() {
-            self.inner
-                .lock()
-                .wakers
-                .retain(|(waiting, _)| *waiting != id);
-        }
-    }
-
     fn pop(&self, inner: &mut MutexGuard<'_, Inner<P>>) -> Option<Message<P>> {
-        let message = inner.items.pop_front()?;
+        let Some(message) = inner.items.pop_front() else {
+            let message = inner.log.as_mut()?.next()?;
+            if message.is_delivery() {
+                inner.received += 1;
+            }
+            return Some(message);
+        };
         let (len, capacity) = (inner.items.len(), inner.items.capacity());
         if capacity > 32 && len * 4 < capacity {
             // Give a drained burst's memory back (amortized: the queue grew
@@ -736,13 +917,22 @@ impl<P> Mailbox<P> {
 
     /// Items waiting: deliveries, confirmations and lag reports.
     pub(crate) fn len(&self) -> usize {
-        self.inner.lock().items.len()
+        let inner = self.inner.lock();
+        Self::waiting(&inner)
+    }
+
+    fn waiting(inner: &Inner<P>) -> usize {
+        inner.items.len()
+            + inner
+                .log
+                .as_ref()
+                .map_or(0, |reader| reader.cursor.pending())
     }
 
     pub(crate) fn stats(&self) -> SubscriberStats {
         let inner = self.inner.lock();
         SubscriberStats {
-            queued: inner.items.len(),
+            queued: Self::waiting(&inner),
             received: inner.received,
             dropped: inner.dropped,
         }
@@ -755,7 +945,7 @@ impl<P> Mailbox<P> {
         // Publishers ring it from now on; ring it for what came before (a
         // spare token only costs the waiter one empty `try_recv`).
         let inner = self.inner.lock();
-        if !inner.items.is_empty() || inner.state != State::Open {
+        if Self::waiting(&inner) > 0 || inner.state != State::Open {
             let _ = ring.try_send(());
         }
         ready

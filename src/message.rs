@@ -1,5 +1,7 @@
 //! `Message`: everything a subscriber can receive, typed after Redis's push replies.
 
+use std::fmt;
+
 use crate::Name;
 
 /// One item from a [`Subscriber`]'s stream: a delivered message or the
@@ -288,5 +290,88 @@ impl<P: AsRef<[u8]>> Message<P> {
     pub fn payload_str(&self) -> Option<&str> {
         self.payload_bytes()
             .and_then(|bytes| std::str::from_utf8(bytes).ok())
+    }
+}
+
+/// One line, after the Redis word ([`Message::kind`]): the channel (and
+/// pattern) of a delivery then its payload, the name and running count of a
+/// confirmation, the number of missed deliveries of a lag report. Payloads
+/// and names print as text when they are printable UTF-8, with other bytes
+/// escaped as `\xNN`.
+///
+/// ```
+/// use channelcast::Broker;
+///
+/// let broker = Broker::new();
+/// let sub = broker.subscriber();
+/// sub.subscribe(["news.art"]).unwrap();
+/// sub.psubscribe(["news.*"]).unwrap();
+/// broker.publish("news.art", "Monet");
+/// broker.publish_copy("news.art", b"\x00\xff");
+/// let lines: Vec<String> = sub.try_iter().map(|msg| msg.to_string()).collect();
+/// assert_eq!(lines, [
+///     "subscribe news.art (1)",
+///     "psubscribe news.* (2)",
+///     "message news.art: Monet",
+///     "pmessage news.* news.art: Monet",
+///     "message news.art: \\x00\\xff",
+///     "pmessage news.* news.art: \\x00\\xff",
+/// ]);
+/// ```
+impl<P: AsRef<[u8]>> fmt::Display for Message<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = self.kind();
+        match self {
+            Message::Message { channel, payload } | Message::SMessage { channel, payload } => {
+                write!(f, "{kind} {channel}: {}", Printable(payload.as_ref()))
+            }
+            Message::PMessage {
+                pattern,
+                channel,
+                payload,
+            }
+            | Message::Retained {
+                source: Source::Pattern(pattern),
+                channel,
+                payload,
+            } => write!(
+                f,
+                "{kind} {pattern} {channel}: {}",
+                Printable(payload.as_ref())
+            ),
+            Message::Retained {
+                channel, payload, ..
+            } => write!(f, "{kind} {channel}: {}", Printable(payload.as_ref())),
+            Message::Subscribe { channel, count } | Message::SSubscribe { channel, count } => {
+                write!(f, "{kind} {channel} ({count})")
+            }
+            Message::PSubscribe { pattern, count } => write!(f, "{kind} {pattern} ({count})"),
+            Message::Unsubscribe {
+                channel: name,
+                count,
+            }
+            | Message::SUnsubscribe {
+                channel: name,
+                count,
+            }
+            | Message::PUnsubscribe {
+                pattern: name,
+                count,
+            } => match name {
+                Some(name) => write!(f, "{kind} {name} ({count})"),
+                None => write!(f, "{kind} (nothing held) ({count})"),
+            },
+            Message::Lagged { missed } => write!(f, "{kind}: {missed} missed"),
+        }
+    }
+}
+
+/// Bytes shown as text, with anything that is not printable escaped, as
+/// [`Name`]'s `Display` does.
+struct Printable<'a>(&'a [u8]);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::name::write_printable(f, self.0)
     }
 }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 /// price of one atomic increment, never a copy of the bytes.
 ///
 /// Build one from a `&str`, `String`, `&[u8]` or `Vec<u8>` with `From`/`Into`;
-/// every API that takes names accepts anything `Into<Name>`.
+/// every API that takes names accepts anything `Into<Name>`. A name compares
+/// equal to text and bytes with the same bytes, on either side of `==`.
 ///
 /// ```
 /// use channelcast::Name;
@@ -28,6 +29,31 @@ use std::sync::Arc;
 /// assert_eq!(raw.as_str(), None);
 /// assert_eq!(raw.as_bytes(), b"\xff\x00");
 /// assert_eq!(raw.to_string(), "\\xff\\x00");
+///
+/// assert!("news.sport" == name && name == String::from("news.sport"));
+/// assert!(name == b"news.sport" && b"news.sport"[..] == name);
+/// ```
+///
+/// # Maps keyed by `Name`
+///
+/// A `Name` hashes and compares exactly like its bytes and implements
+/// `Borrow<[u8]>`, so a `HashMap<Name, V>` (or `BTreeMap`) is searched with a
+/// borrowed `&[u8]`, without building a `Name`; for text, pass
+/// `key.as_bytes()`. (`Borrow<str>` is not offered: `str` and `[u8]` hash
+/// differently, and a name need not be UTF-8.)
+///
+/// ```
+/// use std::collections::HashMap;
+/// use channelcast::Name;
+///
+/// let mut handlers: HashMap<Name, &str> = HashMap::new();
+/// handlers.insert("orders".into(), "the orders handler");
+/// assert_eq!(handlers.get("orders".as_bytes()), Some(&"the orders handler"));
+/// assert_eq!(handlers.get(&b"orders"[..]), Some(&"the orders handler"));
+///
+/// // Or from a received message's channel:
+/// let channel = Name::from("orders");
+/// assert!(handlers.contains_key(channel.as_bytes()));
 /// ```
 ///
 /// [`Message`]: crate::Message
@@ -53,6 +79,38 @@ impl Name {
     /// Whether this is the empty name (valid, as in Redis).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// Names up to this long are remembered per thread by [`Name::recent`].
+const RECENT_MAX_LEN: usize = 256;
+
+thread_local! {
+    /// The last channel name [`Name::recent`] built on this thread.
+    static RECENT: std::cell::RefCell<Option<Name>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Name {
+    /// A `Name` for `bytes`, reusing the one this thread built last time
+    /// when the bytes are the same: a publisher that publishes on the same
+    /// channel again (with pattern subscribers but no exact ones) gets its
+    /// name for a reference-count increment instead of an allocation. Long
+    /// names are not remembered, so a thread keeps at most a small name.
+    pub(crate) fn recent(bytes: &[u8]) -> Name {
+        if bytes.len() > RECENT_MAX_LEN {
+            return Name::from(bytes);
+        }
+        RECENT.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            match &*recent {
+                Some(name) if name.as_bytes() == bytes => name.clone(),
+                _ => {
+                    let name = Name::from(bytes);
+                    *recent = Some(name.clone());
+                    name
+                }
+            }
+        })
     }
 }
 
@@ -132,26 +190,34 @@ impl From<bytes::Bytes> for Name {
     }
 }
 
-impl PartialEq<str> for Name {
-    fn eq(&self, other: &str) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
+/// `name == "x"`, `"x" == name`, `name == String::from("x")`, `name ==
+/// b"x"[..]` and so on: a name equals text or bytes with the same bytes.
+macro_rules! eq_both_ways {
+    ($($other:ty),* $(,)?) => {$(
+        impl PartialEq<$other> for Name {
+            fn eq(&self, other: &$other) -> bool {
+                self.as_bytes() == AsRef::<[u8]>::as_ref(other)
+            }
+        }
+
+        impl PartialEq<Name> for $other {
+            fn eq(&self, other: &Name) -> bool {
+                AsRef::<[u8]>::as_ref(self) == other.as_bytes()
+            }
+        }
+    )*};
 }
 
-impl PartialEq<&str> for Name {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
+eq_both_ways!(str, &str, String, [u8], &[u8], Vec<u8>);
 
-impl PartialEq<[u8]> for Name {
-    fn eq(&self, other: &[u8]) -> bool {
+impl<const N: usize> PartialEq<[u8; N]> for Name {
+    fn eq(&self, other: &[u8; N]) -> bool {
         self.as_bytes() == other
     }
 }
 
-impl PartialEq<&[u8]> for Name {
-    fn eq(&self, other: &&[u8]) -> bool {
+impl<const N: usize> PartialEq<&[u8; N]> for Name {
+    fn eq(&self, other: &&[u8; N]) -> bool {
         self.as_bytes() == *other
     }
 }
@@ -160,20 +226,26 @@ impl PartialEq<&[u8]> for Name {
 /// as `\xNN` (so a binary name always prints on one line).
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(text) = self.as_str() {
-            if !text.chars().any(char::is_control) {
-                return f.write_str(text);
-            }
-        }
-        for &byte in self.as_bytes() {
-            if byte.is_ascii_graphic() || byte == b' ' {
-                fmt::Write::write_char(f, char::from(byte))?;
-            } else {
-                write!(f, "\\x{byte:02x}")?;
-            }
-        }
-        Ok(())
+        write_printable(f, self.as_bytes())
     }
+}
+
+/// Writes `bytes` as text when they are UTF-8 without control characters,
+/// otherwise byte by byte with everything but printable ASCII escaped.
+pub(crate) fn write_printable(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if !text.chars().any(char::is_control) {
+            return f.write_str(text);
+        }
+    }
+    for &byte in bytes {
+        if byte.is_ascii_graphic() || byte == b' ' {
+            fmt::Write::write_char(f, char::from(byte))?;
+        } else {
+            write!(f, "\\x{byte:02x}")?;
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Name {

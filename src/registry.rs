@@ -20,9 +20,11 @@
 //! room (`Overflow::Block`/`BlockFor`) first marks its channel *busy* in the
 //! stripe, copies what it will deliver, and releases the stripe and the
 //! pattern table; it then waits on the subscriber's mailbox alone. Later
-//! publishes and (un)subscribes on that one channel wait for the mark to
-//! clear (on the stripe's condition variable, not holding the stripe);
-//! everything else goes on.
+//! publishes and unsubscribes on that one channel wait for the mark to
+//! clear (on the stripe's condition variable, not holding the stripe), so
+//! that the channel keeps one order and no delivery lands after an
+//! unsubscribe confirmation; subscribes go ahead (the publish in flight
+//! copied its subscribers before they joined). Everything else goes on.
 //!
 //! # Why the guarantees hold
 //!
@@ -58,15 +60,17 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use smallvec::SmallVec;
 
 use crate::fast_hash::{shrink_when_sparse, FastMap, Hasher};
+use crate::log::{Entry, Log};
 use crate::mailbox::{Group, Mailbox, Offered, Patience, Refused};
 use crate::retained::Retained;
 use crate::stats::BrokerStats;
 use crate::trie::{PatternKey, PatternTrie};
 use crate::{Glob, Message, Name};
 
-/// A callback that sees every local `publish` (channel, payload).
+/// A callback that sees every local `publish` and `spublish` (namespace,
+/// channel, payload), under the channel's lock: it must never block.
 #[cfg(feature = "redis")]
-pub(crate) type Tap<P> = Arc<dyn Fn(&[u8], &P) + Send + Sync>;
+pub(crate) type Tap<P> = Arc<dyn Fn(Space, &[u8], &P) + Send + Sync>;
 
 /// Which of the two channel namespaces a shard map serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +87,17 @@ pub(crate) struct Subscribers<P> {
     list: SmallVec<[Arc<Mailbox<P>>; 1]>,
     /// How many of them may make a publisher wait (`Block`, `BlockFor`).
     blockers: usize,
+    /// A channel's log (see `log.rs`), while subscribers read it instead of
+    /// being in `list`; boxed, so that names without one pay a pointer.
+    log: Option<Box<ChannelLog<P>>>,
+}
+
+/// A channel's log and its readers. Only touched under the stripe's lock;
+/// the mutex (never contended) is what lets publishers, which hold the map
+/// immutably, append.
+struct ChannelLog<P> {
+    log: Mutex<Log<P, Mailbox<P>>>,
+    readers: usize,
 }
 
 impl<P> Default for Subscribers<P> {
@@ -90,6 +105,7 @@ impl<P> Default for Subscribers<P> {
         Subscribers {
             list: SmallVec::new(),
             blockers: 0,
+            log: None,
         }
     }
 }
@@ -110,24 +126,37 @@ impl<P> Subscribers<P> {
     fn contains(&self, mailbox: &Arc<Mailbox<P>>) -> bool {
         self.list.iter().any(|m| Arc::ptr_eq(m, mailbox))
     }
-}
 
-/// Running totals for `Broker::stats`, kept per stripe so that publishers
-/// on different channels do not write one shared cache line.
-#[derive(Default)]
-struct StripeStats {
-    published: AtomicU64,
-    queued: AtomicU64,
-    dropped: AtomicU64,
-    pushed_out: AtomicU64,
-}
+    /// Every subscriber, queue-fed and log readers alike.
+    fn len(&self) -> usize {
+        self.list.len() + self.readers()
+    }
 
-impl StripeStats {
-    fn add(counter: &AtomicU64, n: u64) {
-        if n > 0 {
-            counter.fetch_add(n, Ordering::Relaxed);
+    /// Subscribers that read the log.
+    fn readers(&self) -> usize {
+        self.log.as_ref().map_or(0, |log| log.readers)
+    }
+
+    /// One log reader less; the log goes with the last.
+    fn reader_left(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.readers -= 1;
+            if log.readers == 0 {
+                self.log = None;
+            }
         }
     }
+}
+
+/// Running totals for `Broker::stats`, kept per stripe and written only
+/// under the stripe's lock (plain additions, no atomic read-modify-write),
+/// so counting costs publishers nothing they would contend on.
+#[derive(Default)]
+struct StripeStats {
+    published: u64,
+    queued: u64,
+    dropped: u64,
+    pushed_out: u64,
 }
 
 /// The channel maps of one stripe. Channels hash to a stripe, so
@@ -139,6 +168,7 @@ struct Shard<P> {
     shard_channels: FastMap<Name, Subscribers<P>>,
     /// Channels whose publish is waiting for room (see the module docs).
     busy: SmallVec<[(Space, Name); 1]>,
+    stats: StripeStats,
 }
 
 impl<P> Shard<P> {
@@ -169,7 +199,6 @@ struct Stripe<P> {
     shard: Mutex<Shard<P>>,
     /// Signalled when a busy channel of this stripe is released.
     idle: Condvar,
-    stats: StripeStats,
 }
 
 impl<P> Stripe<P> {
@@ -288,9 +317,9 @@ impl<P> Registry<P> {
                         channels: FastMap::default(),
                         shard_channels: FastMap::default(),
                         busy: SmallVec::new(),
+                        stats: StripeStats::default(),
                     }),
                     idle: Condvar::new(),
-                    stats: StripeStats::default(),
                 })
             })
             .collect();
@@ -345,29 +374,50 @@ impl<P> Registry<P> {
     /// Adds `mailbox`'s subscriber to channel `name` in `space` and queues
     /// `confirmation` (and, with `history`, what `name` retains),
     /// atomically with respect to publishes on `name`.
+    ///
+    /// `sole`: this is the subscriber's only subscription. Such a
+    /// subscriber joining a channel that already has subscribers reads the
+    /// channel's log (created on demand) instead of being queued to, so a
+    /// fan-out publish costs one append (see `log.rs`).
     pub(crate) fn add_channel(
         &self,
         space: Space,
         name: &Name,
         mailbox: &Arc<Mailbox<P>>,
         confirmation: Message<P>,
+        sole: bool,
         history: bool,
     ) where
         P: Clone,
     {
+        // Not waiting for a busy mark: a publish in flight copied its
+        // subscribers before this one joined, so it cannot reach it; the
+        // publishes after it wait for the mark and will.
         let stripe = self.stripe(name);
-        let mut shard = stripe.lock_idle(space, name);
-        shard
-            .map_mut(space)
-            .entry(name.clone())
-            .or_default()
-            .add(mailbox);
+        let mut shard = stripe.shard.lock();
+        let subscribers = shard.map_mut(space).entry(name.clone()).or_default();
         // Under the lock: no delivery on `name` can overtake it.
         if history {
             self.retained
                 .join_channel(space, name, mailbox, confirmation);
         } else {
             mailbox.confirm(confirmation, None);
+        }
+        if sole && mailbox.may_read_log() && subscribers.len() > 0 {
+            let log = subscribers.log.get_or_insert_with(|| {
+                Box::new(ChannelLog {
+                    log: Mutex::new(Log::new()),
+                    readers: 0,
+                })
+            });
+            mailbox.join_log(
+                log.log.get_mut().cursor(),
+                name.clone(),
+                space == Space::Shard,
+            );
+            log.readers += 1;
+        } else {
+            subscribers.add(mailbox);
         }
     }
 
@@ -385,8 +435,18 @@ impl<P> Registry<P> {
         let mut shard = stripe.lock_idle(space, name);
         let map = shard.map_mut(space);
         if let MapEntry::Occupied(mut entry) = map.entry(name.clone()) {
-            entry.get_mut().remove(mailbox);
-            if entry.get().list.is_empty() {
+            let reads_log = mailbox.log_channel().is_some_and(|(channel, shard)| {
+                channel == *name && shard == (space == Space::Shard)
+            });
+            if reads_log {
+                // Only when dropped or evicted: an unsubscribe call leaves
+                // the log first (`leave_log`), keeping what it had not read.
+                mailbox.drop_log();
+                entry.get_mut().reader_left();
+            } else {
+                entry.get_mut().remove(mailbox);
+            }
+            if entry.get().len() == 0 {
                 entry.remove();
                 shrink_when_sparse(map);
             }
@@ -533,10 +593,10 @@ impl<P> Registry<P> {
 
     /// Shows a local publish to the tap, if there is one.
     #[cfg(feature = "redis")]
-    fn tap(&self, channel: &[u8], payload: &P) {
+    fn tap(&self, space: Space, channel: &[u8], payload: &P) {
         if self.tapped.load(Ordering::Acquire) {
             if let Some(tap) = &*self.tap.read() {
-                tap(channel, payload);
+                tap(space, channel, payload);
             }
         }
     }
@@ -545,11 +605,12 @@ impl<P> Registry<P> {
     pub(crate) fn stats(&self) -> BrokerStats {
         let (mut published, mut queued, mut dropped, mut pushed_out) = (0, 0, 0, 0);
         for stripe in &*self.stripes {
-            let stats = &stripe.0.stats;
-            published += stats.published.load(Ordering::Relaxed);
-            queued += stats.queued.load(Ordering::Relaxed);
-            dropped += stats.dropped.load(Ordering::Relaxed);
-            pushed_out += stats.pushed_out.load(Ordering::Relaxed);
+            let shard = stripe.0.shard.lock();
+            let stats = &shard.stats;
+            published += stats.published;
+            queued += stats.queued;
+            dropped += stats.dropped;
+            pushed_out += stats.pushed_out;
         }
         let mut stats = BrokerStats {
             published,
@@ -593,7 +654,7 @@ impl<P> Registry<P> {
             .lock()
             .map(space)
             .get(name)
-            .map_or(0, |subscribers| subscribers.list.len())
+            .map_or(0, Subscribers::len)
     }
 }
 
@@ -602,7 +663,9 @@ impl<P> Registry<P> {
 /// panics half way.
 struct Tally<'r, P> {
     registry: &'r Registry<P>,
-    stats: &'r StripeStats,
+    stripe: &'r Stripe<P>,
+    /// Whether the counts were added to the stripe's stats already.
+    recorded: bool,
     counted: u64,
     queued: u64,
     dropped: u64,
@@ -611,7 +674,7 @@ struct Tally<'r, P> {
     /// once no lock is held.
     evict: SmallVec<[Arc<Mailbox<P>>; 1]>,
     /// The channel this publish marked busy, released at the end.
-    busy: Option<(&'r Stripe<P>, Space, Name)>,
+    busy: Option<(Space, Name)>,
 }
 
 impl<P> Tally<'_, P> {
@@ -624,24 +687,37 @@ impl<P> Tally<'_, P> {
             self.evict.push(Arc::clone(mailbox));
         }
     }
+
+    /// Adds this publish to the stripe's stats; called with the stripe
+    /// locked.
+    fn record(&mut self, shard: &mut Shard<P>) {
+        if !self.recorded {
+            self.recorded = true;
+            let stats = &mut shard.stats;
+            stats.published += 1;
+            stats.queued += self.queued;
+            stats.dropped += self.dropped;
+            stats.pushed_out += self.pushed_out;
+        }
+    }
 }
 
 impl<P> Drop for Tally<'_, P> {
     fn drop(&mut self) {
-        StripeStats::add(&self.stats.queued, self.queued);
-        StripeStats::add(&self.stats.dropped, self.dropped);
-        StripeStats::add(&self.stats.pushed_out, self.pushed_out);
-        if let Some((stripe, space, name)) = self.busy.take() {
-            let mut shard = stripe.shard.lock();
-            if let Some(at) = shard
-                .busy
-                .iter()
-                .position(|(s, busy)| *s == space && *busy == name)
-            {
-                shard.busy.swap_remove(at);
+        if !self.recorded || self.busy.is_some() {
+            let mut shard = self.stripe.shard.lock();
+            self.record(&mut shard);
+            if let Some((space, name)) = self.busy.take() {
+                if let Some(at) = shard
+                    .busy
+                    .iter()
+                    .position(|(s, busy)| *s == space && *busy == name)
+                {
+                    shard.busy.swap_remove(at);
+                }
+                drop(shard);
+                self.stripe.idle.notify_all();
             }
-            drop(shard);
-            stripe.idle.notify_all();
         }
         for mailbox in std::mem::take(&mut self.evict) {
             self.registry.evict(&mailbox);
@@ -671,6 +747,24 @@ impl<P: Clone> Payload<P> {
 }
 
 impl<P: Clone> Registry<P> {
+    /// Moves a subscriber that reads a channel's log back to having its
+    /// deliveries queued (before it holds anything else, or when it asks for
+    /// a readiness handle). What the log holds beyond its cursor is queued
+    /// first, under the channel's lock, so nothing is lost or reordered.
+    pub(crate) fn leave_log(&self, mailbox: &Arc<Mailbox<P>>) {
+        let Some((name, shard)) = mailbox.log_channel() else {
+            return;
+        };
+        let space = if shard { Space::Shard } else { Space::Channel };
+        let stripe = self.stripe(&name);
+        let mut shard = stripe.shard.lock();
+        mailbox.leave_log();
+        if let Some(subscribers) = shard.map_mut(space).get_mut(name.as_bytes()) {
+            subscribers.reader_left();
+            subscribers.add(mailbox);
+        }
+    }
+
     // ---- publishing --------------------------------------------------------
 
     /// Delivers `payload` on `channel` to its exact subscribers in `space`
@@ -684,8 +778,43 @@ impl<P: Clone> Registry<P> {
     /// tap (the Redis bridge), under the channel's lock, so the bridge sees
     /// a channel's publishes in the order local subscribers receive them.
     #[cfg(feature = "redis")]
-    pub(crate) fn publish_local(&self, channel: &[u8], payload: P) -> usize {
-        self.publish_tapped(Space::Channel, channel, payload, true)
+    pub(crate) fn publish_local(&self, space: Space, channel: &[u8], payload: P) -> usize {
+        self.publish_tapped(space, channel, payload, true)
+    }
+
+    /// Reports `missed` lost publishes on `channel` (found missing by the
+    /// Redis bridge) to the subscribers a publish there would reach now, in
+    /// order with the channel's publishes: each subscriber gets a
+    /// [`Message::Lagged`] counting the deliveries it missed (a subscriber
+    /// holding the channel and two matching patterns missed three per
+    /// publish).
+    #[cfg(feature = "redis")]
+    pub(crate) fn publish_lagged(&self, space: Space, channel: &[u8], missed: u64) {
+        let stripe = self.stripe(channel);
+        let shard = stripe.lock_idle(space, channel);
+        // Retained messages never span a gap: drop what came before it.
+        self.retained.clear(space, channel);
+        let exact = shard.map(space).get(channel);
+        let table = (space == Space::Channel && self.numpat() > 0).then(|| {
+            self.patterns
+                .table
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
+        let matched = table
+            .as_ref()
+            .map(|table| table.matching(channel))
+            .unwrap_or_default();
+        for (mailbox, exact_too, patterns) in &plan(exact, &matched) {
+            let per_publish = u64::from(*exact_too) + patterns.len() as u64;
+            mailbox.report_lagged(missed * per_publish);
+        }
+        if let Some(subs) = exact {
+            // Log readers hold only this channel: one delivery per publish.
+            if let Some(log) = &subs.log {
+                log.log.lock().append(Entry::Lost(missed));
+            }
+        }
     }
 
     #[allow(clippy::too_many_lines)] // one lock scope, read top to bottom
@@ -693,7 +822,8 @@ impl<P: Clone> Registry<P> {
         let stripe = self.stripe(channel);
         let mut tally = Tally {
             registry: self,
-            stats: &stripe.stats,
+            stripe,
+            recorded: false,
             counted: 0,
             queued: 0,
             dropped: 0,
@@ -701,12 +831,11 @@ impl<P: Clone> Registry<P> {
             evict: SmallVec::new(),
             busy: None,
         };
-        StripeStats::add(&stripe.stats.published, 1);
         let mut shard = stripe.lock_idle(space, channel);
         #[cfg(feature = "redis")]
         if tapped {
             // Under the channel's lock: the tap must never block.
-            self.tap(channel, &payload);
+            self.tap(space, channel, &payload);
         }
         #[cfg(not(feature = "redis"))]
         let _ = tapped;
@@ -740,35 +869,46 @@ impl<P: Clone> Registry<P> {
                 .iter()
                 .map(|e| e.subscribers.blockers)
                 .sum::<usize>();
-        let total = exact.map_or(0, |(_, subs)| subs.list.len())
+        let readers = exact.map_or(0, |(_, subs)| subs.readers());
+        let queued_to = exact.map_or(0, |(_, subs)| subs.list.len())
             + matched
                 .iter()
                 .map(|e| e.subscribers.list.len())
                 .sum::<usize>();
+        let total = queued_to + readers;
         if keep > 0 {
             self.retained.record(space, channel, &payload, keep);
         }
         if total == 0 {
+            drop(matched);
+            drop(table);
+            tally.record(&mut shard);
             return 0;
         }
-        let channel_name = match exact {
-            Some((name, _)) => name.clone(),
-            None => Name::from(channel),
+        // Borrowed from the map when the channel has exact subscribers: each
+        // delivery then costs one reference-count increment, no more.
+        let recent;
+        let channel_name: &Name = if let Some((name, _)) = exact {
+            name
+        } else {
+            recent = Name::recent(channel);
+            &recent
         };
-        let make = move |payload: P| match space {
-            Space::Channel => Message::Message {
-                channel: channel_name.clone(),
-                payload,
-            },
-            Space::Shard => Message::SMessage {
-                channel: channel_name.clone(),
-                payload,
-            },
-        };
+        let make = |payload: P| message(space, channel_name, payload);
         let mut payload = Payload {
             payload: Some(payload),
-            left: total,
+            left: queued_to + usize::from(readers > 0),
         };
+        if readers > 0 {
+            // One append, however many read the log.
+            if let Some((_, subs)) = exact {
+                if let Some(log) = &subs.log {
+                    log.log.lock().append(Entry::Payload(payload.next()));
+                }
+            }
+            tally.counted += readers as u64;
+            tally.queued += readers as u64;
+        }
 
         if blockers > 0 {
             // The slow path: copy the plan, mark the channel busy, let go of
@@ -781,7 +921,8 @@ impl<P: Clone> Registry<P> {
                 groups.push((Arc::clone(mailbox), *exact_too, group));
             }
             let kept = payload.payload.take();
-            let busy_name = make_name(exact, channel);
+            let busy_name = channel_name.clone();
+            let make = |payload: P| message(space, &busy_name, payload);
             drop(plan);
             drop(matched);
             drop(table);
@@ -789,7 +930,7 @@ impl<P: Clone> Registry<P> {
             // can get between the plan and its deliveries.
             shard.busy.push((space, busy_name.clone()));
             drop(shard);
-            tally.busy = Some((stripe, space, busy_name));
+            tally.busy = Some((space, busy_name.clone()));
             // A retained publish is in the snapshots of pattern joiners
             // that come while it delivers (see `retained`).
             let recorded = (keep > 0).then_some(version);
@@ -843,6 +984,7 @@ impl<P: Clone> Registry<P> {
         }
         drop(matched);
         drop(table);
+        tally.record(&mut shard);
         drop(shard);
         tally.counted as usize
     }
@@ -950,9 +1092,13 @@ impl<P: Clone> Registry<P> {
 /// it holds the channel itself, and its deliveries.
 type Owned<P> = (Arc<Mailbox<P>>, bool, Group<P>);
 
-/// The channel's name, for a busy mark.
-fn make_name<P>(exact: Option<(&Name, &Subscribers<P>)>, channel: &[u8]) -> Name {
-    exact.map_or_else(|| Name::from(channel), |(name, _)| name.clone())
+/// A delivery of `payload` on `channel` in `space`.
+fn message<P>(space: Space, channel: &Name, payload: P) -> Message<P> {
+    let channel = channel.clone();
+    match space {
+        Space::Channel => Message::Message { channel, payload },
+        Space::Shard => Message::SMessage { channel, payload },
+    }
 }
 
 /// The channel name a group's `pmessage`s carry: the one its `message`
@@ -962,7 +1108,7 @@ fn channel_of<P>(group: &Group<P>, channel: &[u8]) -> Name {
         .first()
         .and_then(Message::channel)
         .cloned()
-        .unwrap_or_else(|| Name::from(channel))
+        .unwrap_or_else(|| Name::recent(channel))
 }
 
 /// Who gets what from one publish: each subscriber once, with whether it

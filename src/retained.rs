@@ -527,7 +527,8 @@ impl<P: Clone> Retained<P> {
         state.sweep();
     }
 
-    fn clear(&self, space: Space, channel: &[u8]) -> usize {
+    /// Drops what `channel` retains; returns how many messages that was.
+    pub(crate) fn clear(&self, space: Space, channel: &[u8]) -> usize {
         let Some(state) = self.state.get() else {
             return 0;
         };
@@ -614,7 +615,7 @@ fn payload_len<P: AsRef<[u8]>>(payload: &P) -> usize {
 /// pattern and shard forms) starts from them. Redis has no such thing; with
 /// no rule, nothing is kept and the broker behaves exactly like Redis. See
 /// the crate docs, "Late joiners".
-impl<P: Clone + Send + 'static> Broker<P> {
+impl<P: Clone + Send + Sync + 'static> Broker<P> {
     /// Makes `channel` retain its last `count` publishes (0: retain nothing
     /// and drop what it retains, unless another rule covers it).
     ///
@@ -634,7 +635,7 @@ impl<P: Clone + Send + 'static> Broker<P> {
     ///     broker.publish("config", version);
     /// }
     /// assert_eq!(broker.retained("config"), ["v2", "v3"]);
-    /// assert!(broker.channels(None::<&str>).is_empty()); // retained, not active
+    /// assert!(broker.channels().is_empty()); // retained, not active
     /// ```
     pub fn retain_last(&self, channel: impl Into<Name>, count: usize) {
         self.registry
@@ -738,7 +739,7 @@ impl<P: Clone + Send + 'static> Broker<P> {
     }
 }
 
-impl<P: AsRef<[u8]> + Clone + Send + 'static> Broker<P> {
+impl<P: AsRef<[u8]> + Clone + Send + Sync + 'static> Broker<P> {
     /// Caps the payload bytes retained by all channels together (each
     /// message counts its payload's length, at least 1), with the policy of
     /// [`limit_retained`](Broker::limit_retained). From the first call on,
@@ -764,7 +765,7 @@ impl<P: AsRef<[u8]> + Clone + Send + 'static> Broker<P> {
 /// that does not fit is dropped (pushed out of the way under
 /// [`Overflow::DropOldest`](crate::Overflow::DropOldest)) and reported as a
 /// [`Message::Lagged`], never waited for and never a reason for eviction.
-impl<P: Clone + Send + 'static> Subscriber<P> {
+impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
     /// [`subscribe`](Subscriber::subscribe), then each channel's retained
     /// messages right behind its confirmation.
     ///

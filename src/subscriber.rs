@@ -68,13 +68,16 @@ impl<P> Registry<P> {
         name: &Name,
         mailbox: &Arc<Mailbox<P>>,
         confirm: Message<P>,
+        sole: bool,
         history: bool,
     ) where
         P: Clone,
     {
         match family {
-            Family::Channel => self.add_channel(Space::Channel, name, mailbox, confirm, history),
-            Family::Shard => self.add_channel(Space::Shard, name, mailbox, confirm, history),
+            Family::Channel => {
+                self.add_channel(Space::Channel, name, mailbox, confirm, sole, history);
+            }
+            Family::Shard => self.add_channel(Space::Shard, name, mailbox, confirm, sole, history),
             Family::Pattern => self.add_pattern(name, mailbox, confirm, history),
         }
     }
@@ -88,7 +91,7 @@ impl<P> Registry<P> {
     }
 }
 
-impl<P: Clone + Send + 'static> Subscriber<P> {
+impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
     pub(crate) fn new(
         registry: &Arc<Registry<P>>,
         bound: Option<Bound<P>>,
@@ -289,10 +292,14 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
         }
         let (registry, mut held) = self.open()?;
         for name in names {
+            // Whatever comes next is queued in order with what the log
+            // held: stop reading it first.
+            registry.leave_log(&self.mailbox);
             let newly = held.set(family).insert(name.clone());
             let confirmation = family.subscribed(name.clone(), held.count(family));
             if newly {
-                registry.add(family, &name, &self.mailbox, confirmation, history);
+                let sole = family != Family::Pattern && held.total() == 1;
+                registry.add(family, &name, &self.mailbox, confirmation, sole, history);
             } else {
                 self.mailbox.confirm(confirmation, None);
             }
@@ -310,11 +317,13 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
             return Err(UnsubscribeError::NoNames);
         }
         let (registry, mut held) = self.open()?;
+        registry.leave_log(&self.mailbox);
         Ok(self.release(&registry, &mut held, family, names))
     }
 
     fn unsubscribe_every(&self, family: Family) -> Result<usize, UnsubscribeError> {
         let (registry, mut held) = self.open()?;
+        registry.leave_log(&self.mailbox);
         let names = held.in_order(family);
         if names.is_empty() {
             self.mailbox
@@ -363,7 +372,7 @@ impl<P: Clone + Send + 'static> Subscriber<P> {
     }
 }
 
-impl<P> Subscriber<P> {
+impl<P: Clone> Subscriber<P> {
     /// Blocks until the next message, confirmation or lag report arrives.
     ///
     /// # Errors
@@ -593,6 +602,15 @@ impl<P> Subscriber<P> {
     /// assert_eq!(seen, ["message", "subscribe", "tick"]);
     /// ```
     pub fn ready(&self) -> &Receiver<()> {
+        if self.mailbox.may_read_log() {
+            // Publishers must ring the handle from now on, which they only
+            // do for deliveries queued in the mailbox itself.
+            self.mailbox.forbid_log();
+            if let Some(registry) = self.registry.upgrade() {
+                let _held = self.mailbox.held.lock();
+                registry.leave_log(&self.mailbox);
+            }
+        }
         self.mailbox.doorbell()
     }
 }
@@ -631,12 +649,12 @@ impl<P> fmt::Debug for Subscriber<P> {
 
 /// The future of [`Subscriber::recv_async`].
 #[must_use = "futures do nothing unless awaited"]
-pub struct Recv<'a, P> {
-    mailbox: &'a Mailbox<P>,
+pub struct Recv<'a, P = bytes::Bytes> {
+    mailbox: &'a Arc<Mailbox<P>>,
     slot: Option<u64>,
 }
 
-impl<P> Future for Recv<'_, P> {
+impl<P: Clone> Future for Recv<'_, P> {
     type Output = Result<Message<P>, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -661,13 +679,13 @@ impl<P> fmt::Debug for Recv<'_, P> {
 
 /// The stream of [`Subscriber::stream`].
 #[must_use = "streams do nothing unless polled"]
-pub struct MessageStream<'a, P> {
-    mailbox: &'a Mailbox<P>,
+pub struct MessageStream<'a, P = bytes::Bytes> {
+    mailbox: &'a Arc<Mailbox<P>>,
     slot: Option<u64>,
     done: bool,
 }
 
-impl<P> futures_core::Stream for MessageStream<'_, P> {
+impl<P: Clone> futures_core::Stream for MessageStream<'_, P> {
     type Item = Message<P>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<P>>> {
@@ -686,7 +704,7 @@ impl<P> futures_core::Stream for MessageStream<'_, P> {
     }
 }
 
-impl<P> futures_core::FusedStream for MessageStream<'_, P> {
+impl<P: Clone> futures_core::FusedStream for MessageStream<'_, P> {
     fn is_terminated(&self) -> bool {
         self.done
     }
@@ -713,7 +731,7 @@ pub struct Iter<'a, P> {
     subscriber: &'a Subscriber<P>,
 }
 
-impl<P> Iterator for Iter<'_, P> {
+impl<P: Clone> Iterator for Iter<'_, P> {
     type Item = Message<P>;
 
     fn next(&mut self) -> Option<Message<P>> {
@@ -728,7 +746,7 @@ pub struct TryIter<'a, P> {
     subscriber: &'a Subscriber<P>,
 }
 
-impl<P> Iterator for TryIter<'_, P> {
+impl<P: Clone> Iterator for TryIter<'_, P> {
     type Item = Message<P>;
 
     fn next(&mut self) -> Option<Message<P>> {
@@ -736,7 +754,7 @@ impl<P> Iterator for TryIter<'_, P> {
     }
 }
 
-impl<'a, P> IntoIterator for &'a Subscriber<P> {
+impl<'a, P: Clone> IntoIterator for &'a Subscriber<P> {
     type Item = Message<P>;
     type IntoIter = Iter<'a, P>;
 

@@ -365,6 +365,8 @@ fn public_handles_are_send_and_sync() {
     send_sync::<Name>();
     send_sync::<channelcast::Glob>();
     send::<channelcast::Dispatcher<'static>>();
+    send_sync::<channelcast::Stopper>();
+    send_sync::<channelcast::DispatcherThread>();
 }
 
 #[test]

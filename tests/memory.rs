@@ -238,11 +238,11 @@ fn memory_returns(n: usize) -> Returns {
     let sub = broker.subscriber();
     sub.subscribe((0..n).map(|i| format!("gone:{i}"))).unwrap();
     drain(&sub);
-    assert_eq!(broker.channels(None::<&str>).len(), n);
+    assert_eq!(broker.channels().len(), n);
     sub.unsubscribe((0..n).map(|i| format!("gone:{i}")))
         .unwrap();
     drain(&sub);
-    assert!(broker.channels(None::<&str>).is_empty());
+    assert!(broker.channels().is_empty());
     let unsubscribed = live() - baseline;
     drop(sub);
     let dropped = live() - baseline;
@@ -251,7 +251,7 @@ fn memory_returns(n: usize) -> Returns {
     sub.subscribe((0..n).map(|i| format!("again:{i}"))).unwrap();
     drain(&sub);
     drop(sub);
-    assert!(broker.channels(None::<&str>).is_empty());
+    assert!(broker.channels().is_empty());
     let second_round = live() - baseline;
 
     drop(broker);
@@ -262,6 +262,77 @@ fn memory_returns(n: usize) -> Returns {
         second_round,
         broker_dropped,
     }
+}
+
+/// Bytes allocated per round of (publish, receive) once warm: through a
+/// channel subscription, through a pattern subscription (the channel has
+/// no exact subscriber), and polling an empty subscriber.
+fn allocation_per_round(rounds: usize) -> (i64, i64, i64) {
+    let broker = Broker::new();
+    let by_channel = broker.subscriber();
+    by_channel.subscribe(["exact"]).unwrap();
+    let by_pattern = broker.subscriber();
+    by_pattern.psubscribe(["pat*"]).unwrap();
+    let idle = broker.subscriber();
+    let payload = bytes::Bytes::from_static(b"payload");
+    let round = |channel: &str, sub: &Subscriber| {
+        broker.publish(channel, payload.clone());
+        drain(sub);
+    };
+    for _ in 0..10 {
+        round("exact", &by_channel);
+        round("pattern", &by_pattern);
+    }
+    let before = allocated();
+    for _ in 0..rounds {
+        round("exact", &by_channel);
+    }
+    let channel = allocated() - before;
+    let before = allocated();
+    for _ in 0..rounds {
+        round("pattern", &by_pattern);
+    }
+    let pattern = allocated() - before;
+    let before = allocated();
+    for _ in 0..rounds {
+        assert!(idle.try_recv().is_err());
+    }
+    let polling = allocated() - before;
+    (
+        channel / count(rounds),
+        pattern / count(rounds),
+        polling / count(rounds),
+    )
+}
+
+/// Memory left over (beyond a running broker's baseline) after 200,000
+/// patterns were added and removed while one pattern stays, and after
+/// 300,000 subscribers were created and dropped.
+fn churn_returns() -> (i64, i64) {
+    let broker = Broker::new();
+    let keeper = broker.subscriber();
+    keeper.psubscribe(["kept:*"]).unwrap();
+    broker.publish("kept:1", "x"); // the matcher's per-thread cache, warm
+    drain(&keeper);
+    let baseline = live();
+    let churner = broker.subscriber();
+    let patterns: Vec<String> = (0..200_000).map(|i| format!("p{i}:*:x?")).collect();
+    churner.psubscribe(&patterns).unwrap();
+    broker.publish("kept:2", "y");
+    churner.punsubscribe(&patterns).unwrap();
+    drop(patterns);
+    drop(churner);
+    broker.publish("kept:3", "z"); // the cache sees the edits and starts over
+    drain(&keeper);
+    let after_patterns = live() - baseline;
+
+    let baseline = live();
+    for _ in 0..3 {
+        let subs: Vec<Subscriber> = (0..100_000).map(|_| broker.subscriber()).collect();
+        drop(subs);
+    }
+    let after_subscribers = live() - baseline;
+    (after_patterns, after_subscribers)
 }
 
 // ---- the test -------------------------------------------------------------------
@@ -296,6 +367,18 @@ fn memory_use() {
         "zero copy, 1 MiB to 100 subscribers: {zero_copy_allocated} B allocated, \
          {zero_copy_live} B live growth ({} per delivery)",
         per(zero_copy_allocated, 100)
+    );
+
+    let (alloc_channel, alloc_pattern, alloc_polling) = allocation_per_round(10_000);
+    eprintln!(
+        "allocated per publish + receive: {alloc_channel} B through a channel, \
+         {alloc_pattern} B through a pattern; per empty poll: {alloc_polling} B"
+    );
+
+    let (after_patterns, after_subscribers) = churn_returns();
+    eprintln!(
+        "churn: 200,000 patterns added and removed (one kept) left {after_patterns} B; \
+         300,000 subscribers created and dropped left {after_subscribers} B"
     );
 
     let returns = memory_returns(100_000);
@@ -338,6 +421,17 @@ fn memory_use() {
     assert!(
         returns.second_round - returns.dropped <= 4 * KIB,
         "a second round of 100,000 channels grew memory: {returns:?}"
+    );
+    assert_eq!(alloc_channel, 0, "a channel delivery allocated");
+    assert_eq!(alloc_pattern, 0, "a pattern delivery allocated");
+    assert_eq!(alloc_polling, 0, "polling an empty subscriber allocated");
+    assert!(
+        after_patterns <= 16 * KIB,
+        "pattern churn kept {after_patterns} B"
+    );
+    assert!(
+        after_subscribers <= 16 * KIB,
+        "subscriber churn kept {after_subscribers} B"
     );
     assert!(
         returns.broker_dropped.abs() <= 4 * KIB,

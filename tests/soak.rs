@@ -3,8 +3,10 @@
 //! over a small name space, for a bounded time; then every subscriber's
 //! whole stream and the broker's counters are checked.
 //!
-//! The run lasts [`DEFAULT_SECS`] seconds; set `CHANNELCAST_SOAK_SECS` (a
-//! number of seconds, fractions allowed) for longer local runs. Seeds are
+//! The run lasts [`DEFAULT_SECS`] seconds, [`SOAK_SECS`] with
+//! `CHANNELCAST_SOAK=1` (the long versions of the slow tests, as `.ci/run`
+//! runs them); set `CHANNELCAST_SOAK_SECS` (a number of seconds, fractions
+//! allowed) for any other length. Seeds are
 //! fixed, the interleaving is whatever the scheduler makes of it, and every
 //! check holds for any interleaving:
 //!
@@ -37,8 +39,10 @@ use channelcast::{
     glob_match, Broker, Message, Name, Overflow, RecvTimeoutError, Source, Subscriber, TryRecvError,
 };
 
-/// How long the soak runs by default (CI).
+/// How long the soak runs in a plain `cargo test`.
 const DEFAULT_SECS: f64 = 2.0;
+/// How long it runs with `CHANNELCAST_SOAK=1`.
+const SOAK_SECS: f64 = 30.0;
 /// Overrides [`DEFAULT_SECS`] for longer local runs.
 const SECS_VAR: &str = "CHANNELCAST_SOAK_SECS";
 /// Worker threads, each with its own seed.
@@ -810,8 +814,8 @@ impl Worker {
         let numsub = self.broker.numsub([channel]);
         let shard_numsub = self.broker.shard_numsub([shard]);
         let numpat = self.broker.numpat();
-        let channels = self.broker.channels(None::<&str>);
-        let matching = self.broker.channels(Some("*"));
+        let channels = self.broker.channels();
+        let matching = self.broker.channels_matching("*");
         if numsub[0].1 < own_subs || shard_numsub[0].1 < own_shard_subs || numpat < own_patterns {
             self.problem(&format!(
                 "numsub {numsub:?} / shard_numsub {shard_numsub:?} / numpat {numpat} below this thread's own {own_subs} / {own_shard_subs} / {own_patterns}"
@@ -830,6 +834,17 @@ impl Worker {
 
 /// Takes up to `limit` items (all, when `None`) and checks them.
 fn drain_into(tracked: &mut Tracked, me: usize, limit: Option<usize>) {
+    // Every way of receiving must keep every promise, so the soak varies
+    // them: plain `try_recv`, `select!` on the readiness handle (full drains
+    // only: the idiom drains until `Empty` after each wake-up), and batches.
+    match (limit, tracked.items % 3) {
+        (None, 1) => drain_through_select(tracked, me),
+        (_, 2) => drain_in_batches(tracked, me, limit),
+        _ => drain_one_by_one(tracked, me, limit),
+    }
+}
+
+fn drain_one_by_one(tracked: &mut Tracked, me: usize, limit: Option<usize>) {
     let mut taken = 0;
     while limit.map_or(true, |limit| taken < limit) {
         match tracked.sub.try_recv() {
@@ -841,6 +856,47 @@ fn drain_into(tracked: &mut Tracked, me: usize, limit: Option<usize>) {
             }
         }
         taken += 1;
+    }
+}
+
+/// The `select!` idiom: wait on `ready()` (here: only if a token is there
+/// at once), then drain with `try_recv` until `Empty`. Anything queued
+/// without a token would be left behind and show up as a problem.
+fn drain_through_select(tracked: &mut Tracked, me: usize) {
+    loop {
+        crossbeam_channel::select! {
+            recv(tracked.sub.ready()) -> _ => {}
+            default => return,
+        }
+        loop {
+            match tracked.sub.try_recv() {
+                Ok(message) => tracked.observe(message, me),
+                Err(TryRecvError::Empty) => break,
+                Err(error) => {
+                    tracked.problem(&format!("try_recv after select: {error:?}"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn drain_in_batches(tracked: &mut Tracked, me: usize, limit: Option<usize>) {
+    let mut batch = Vec::new();
+    let mut taken = 0;
+    while limit.map_or(true, |limit| taken < limit) {
+        let room = limit.map_or(16, |limit| (limit - taken).min(16));
+        match tracked.sub.try_recv_many(&mut batch, room) {
+            Ok(0) => break,
+            Ok(n) => taken += n,
+            Err(error) => {
+                tracked.problem(&format!("try_recv_many: {error:?}"));
+                break;
+            }
+        }
+        for message in batch.drain(..) {
+            tracked.observe(message, me);
+        }
     }
 }
 
@@ -886,6 +942,7 @@ fn soak_secs() -> f64 {
             Ok(secs) if secs.is_finite() && secs > 0.0 => secs,
             _ => panic!("{SECS_VAR}={text:?} is not a positive number of seconds"),
         },
+        Err(_) if std::env::var_os("CHANNELCAST_SOAK").is_some_and(|v| v != "0") => SOAK_SECS,
         Err(_) => DEFAULT_SECS,
     }
 }
@@ -965,8 +1022,8 @@ fn check_broker(broker: &Broker, total: &Report) -> String {
             .filter(|(_, n)| *n > 0)
             .collect::<Vec<_>>(),
         broker.numpat(),
-        broker.channels(None::<&str>),
-        broker.shard_channels(None::<&str>),
+        broker.channels(),
+        broker.shard_channels(),
     );
     if !leftovers.0.is_empty()
         || !leftovers.1.is_empty()

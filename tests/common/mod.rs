@@ -33,9 +33,37 @@ pub(crate) struct RedisServer {
 }
 
 impl RedisServer {
+    /// Starts a private server, for a test marked
+    /// `#[ignore = "needs redis-server"]`: such a test runs only when asked
+    /// for (`cargo test -- --include-ignored`), and then a missing server is
+    /// a failure, not a silent pass.
+    ///
+    /// ```ignore
+    /// #[test]
+    /// #[ignore = "needs redis-server"]
+    /// fn compares_with_redis() {
+    ///     let server = common::RedisServer::require();
+    ///     // …
+    /// }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server` is not on `PATH` or does not come up.
+    pub(crate) fn require() -> RedisServer {
+        let Some(program) = find_on_path("redis-server") else {
+            panic!(
+                "this test needs redis-server on PATH (apt-get install redis-server); \
+                 a plain `cargo test` ignores it"
+            );
+        };
+        Self::launch_anywhere(&program)
+    }
+
     /// Starts a private server, or returns `None` (after saying why on
     /// stderr) when `redis-server` is not installed, so that the calling
-    /// test can skip:
+    /// test can skip. Prefer [`require`](RedisServer::require) with an
+    /// ignored test: a skip looks exactly like a pass.
     ///
     /// ```ignore
     /// let Some(server) = common::RedisServer::start() else { return };
@@ -58,12 +86,17 @@ impl RedisServer {
             );
             return None;
         };
+        Some(Self::launch_anywhere(&program))
+    }
+
+    /// Starts `program` on a free port.
+    fn launch_anywhere(program: &std::path::Path) -> RedisServer {
         // A port taken from the OS can be grabbed by someone else before
         // the server binds it (tests run in parallel), so retry a few times.
         let mut last_failure = String::new();
         for _ in 0..5 {
-            match launch(&program, free_port()) {
-                Ok(server) => return Some(server),
+            match launch(program, free_port()) {
+                Ok(server) => return server,
                 Err(failure) => last_failure = failure,
             }
         }

@@ -274,3 +274,293 @@ fn parse_int(digits: &[u8]) -> io::Result<i64> {
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| protocol_error(format!("not an integer: {}", Show(digits))))
 }
+
+/// A `redis-server` child with chosen options, for the bridge tests: it can
+/// be paused (`SIGSTOP`), resumed, killed and restarted on its port, and
+/// [`Cluster`] starts several in cluster mode.
+///
+/// Skips (returns `None` after saying why) when `redis-server` is not on
+/// the `PATH`, unless `CHANNELCAST_REQUIRE_REDIS` is set.
+#[derive(Debug)]
+pub(crate) struct Server {
+    child: std::process::Child,
+    port: u16,
+    args: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on a free loopback port with `args` added.
+    pub(crate) fn start(args: &[&str]) -> Option<Server> {
+        let program = server_program()?;
+        let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+        let mut failure = String::new();
+        for _ in 0..5 {
+            match Server::launch(&program, free_port(), &args) {
+                Ok(server) => return Some(server),
+                Err(why) => failure = why,
+            }
+        }
+        panic!("redis-server did not start: {failure}");
+    }
+
+    fn launch(program: &std::path::Path, port: u16, args: &[String]) -> Result<Server, String> {
+        let mut child = std::process::Command::new(program)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server: {e}"))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("redis-server on port {port} exited with {status}"));
+            }
+            if std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return Ok(Server {
+                    child,
+                    port,
+                    args: args.to_vec(),
+                });
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("redis-server on port {port} did not listen"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills this server and starts a new one on the same port with the
+    /// same options.
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        let program = server_program().expect("redis-server was there a moment ago");
+        let mut failure = String::new();
+        for _ in 0..40 {
+            match Server::launch(&program, self.port, &self.args) {
+                Ok(server) => {
+                    // The old child is reaped already: dropping it is harmless.
+                    drop(std::mem::replace(self, server));
+                    return;
+                }
+                Err(why) => failure = why,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not come back: {failure}");
+    }
+
+    /// Kills this server and starts a new one on the same port with other
+    /// options.
+    pub(crate) fn restart_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|&a| a.to_owned()).collect();
+        self.restart();
+    }
+
+    /// Kills the server (it stays down until [`restart`](Server::restart)).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A new client connection.
+    pub(crate) fn conn(&self) -> Conn {
+        Conn::connect(self.port).expect("a connection to redis-server")
+    }
+
+    /// Stops the process (`SIGSTOP`): connections stay open, nothing is
+    /// answered.
+    pub(crate) fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a paused process (`SIGCONT`).
+    pub(crate) fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let status = std::process::Command::new("kill")
+            .args([which, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {which} failed");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Redis Cluster of `masters` masters on loopback ports, made with
+/// `redis-cli --cluster create`; its nodes' files live in a fresh
+/// directory removed on drop.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    pub(crate) nodes: Vec<Server>,
+    dir: std::path::PathBuf,
+}
+
+impl Cluster {
+    pub(crate) fn start(masters: usize) -> Option<Cluster> {
+        server_program()?;
+        let dir = std::env::temp_dir().join(format!(
+            "channelcast-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let dir_arg = dir.display().to_string();
+        let mut nodes = Vec::new();
+        for i in 0..masters {
+            let file = format!("nodes-{i}.conf");
+            nodes.push(Server::start(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &file,
+                "--cluster-node-timeout",
+                "1000",
+                // The other masters keep serving their slots while one is down.
+                "--cluster-require-full-coverage",
+                "no",
+                "--dir",
+                &dir_arg,
+            ])?);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let output = std::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = Cluster { nodes, dir };
+        cluster.wait_ok();
+        Some(cluster)
+    }
+
+    /// Waits until every node says `cluster_state:ok`.
+    pub(crate) fn wait_ok(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        for node in &self.nodes {
+            loop {
+                let mut conn = node.conn();
+                let info = conn.call(&[b"CLUSTER", b"INFO"]).expect("CLUSTER INFO");
+                if info
+                    .bulk()
+                    .is_some_and(|text| text.windows(16).any(|w| w == b"cluster_state:ok"))
+                {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cluster did not become ok"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// `CLUSTER KEYSLOT name`, asked of the first node.
+    pub(crate) fn keyslot(&self, name: &[u8]) -> u16 {
+        let reply = self.nodes[0]
+            .conn()
+            .call(&[b"CLUSTER", b"KEYSLOT", name])
+            .expect("CLUSTER KEYSLOT");
+        u16::try_from(reply.integer().expect("an integer slot")).expect("a slot")
+    }
+
+    /// The index in `nodes` of the master serving `slot`, from
+    /// `CLUSTER SLOTS` as the first live node answers it.
+    pub(crate) fn owner(&self, slot: u16) -> usize {
+        let reply = self.nodes[0]
+            .conn()
+            .call(&[b"CLUSTER", b"SLOTS"])
+            .expect("CLUSTER SLOTS");
+        for range in reply.items().expect("ranges") {
+            let fields = range.items().expect("a range");
+            let (start, end) = (fields[0].integer().unwrap(), fields[1].integer().unwrap());
+            if (start..=end).contains(&i64::from(slot)) {
+                let port = fields[2].items().unwrap()[1].integer().unwrap();
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| i64::from(n.port()) == port)
+                    .expect("a node of this cluster");
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    /// `INFO commandstats`'s count of `SPUBLISH` calls on node `i`.
+    pub(crate) fn spublish_calls(&self, i: usize) -> u64 {
+        let reply = self.nodes[i]
+            .conn()
+            .call(&[b"INFO", b"commandstats"])
+            .expect("INFO");
+        let text = String::from_utf8_lossy(reply.bulk().expect("INFO text")).into_owned();
+        text.lines()
+            .find_map(|line| line.strip_prefix("cmdstat_spublish:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |calls| calls.parse().expect("a count"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn server_program() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("redis-server"))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CHANNELCAST_REQUIRE_REDIS").is_none(),
+            "CHANNELCAST_REQUIRE_REDIS is set but redis-server is not on PATH"
+        );
+        eprintln!("skipping: redis-server not found on PATH (apt-get install redis-server)");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}

@@ -1,0 +1,252 @@
+//! The guarantees at high fan-out with several publishers, where
+//! subscribers that hold only the channel read its shared log instead of a
+//! queue of their own, and when they move between the two while publishers
+//! run. Every wait is time-boxed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use channelcast::{Broker, Message, Subscriber, TryRecvError};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+const PUBLISHERS: usize = 4;
+const EACH: usize = 2_000;
+
+fn publishers(broker: &Broker, channel: &'static str) -> Vec<thread::JoinHandle<()>> {
+    (0..PUBLISHERS)
+        .map(|p| {
+            let broker = broker.clone();
+            thread::spawn(move || {
+                for i in 0..EACH {
+                    broker.publish(channel, format!("{p}:{i}"));
+                }
+            })
+        })
+        .collect()
+}
+
+/// Receives until `want` deliveries arrived; returns every item.
+fn receive(sub: &Subscriber, want: usize) -> Vec<Message> {
+    let mut items = Vec::new();
+    let mut deliveries = 0;
+    while deliveries < want {
+        let item = sub
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|e| panic!("after {deliveries} of {want} deliveries: {e}"));
+        deliveries += usize::from(item.is_delivery());
+        items.push(item);
+    }
+    items
+}
+
+fn payloads(items: &[Message]) -> Vec<String> {
+    items
+        .iter()
+        .filter(|m| m.is_delivery())
+        .map(|m| m.payload_str().unwrap().to_owned())
+        .collect()
+}
+
+/// FIFO per publisher: each publisher's numbers arrive in increasing order.
+fn assert_fifo(seen: &[String]) {
+    let mut last: HashMap<&str, i64> = HashMap::new();
+    for payload in seen {
+        let (publisher, i) = payload.split_once(':').unwrap();
+        let i: i64 = i.parse().unwrap();
+        let previous = last.insert(publisher, i).unwrap_or(-1);
+        assert!(i > previous, "publisher {publisher}: {i} after {previous}");
+    }
+}
+
+#[test]
+fn a_hundred_subscribers_see_one_order_fifo_per_publisher_and_exact_counts() {
+    let broker = Broker::new();
+    let subs: Arc<Vec<Subscriber>> = Arc::new(
+        (0..100)
+            .map(|_| {
+                let sub = broker.subscriber();
+                sub.subscribe(["wide"]).unwrap();
+                sub
+            })
+            .collect(),
+    );
+    let writers = publishers(&broker, "wide");
+    // Two reader threads, each draining half of the subscribers.
+    let readers: Vec<_> = (0..2)
+        .map(|half| {
+            let subs = Arc::clone(&subs);
+            thread::spawn(move || {
+                subs.iter()
+                    .skip(half)
+                    .step_by(2)
+                    .map(|sub| payloads(&receive(sub, PUBLISHERS * EACH)))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let seen: Vec<Vec<String>> = readers
+        .into_iter()
+        .flat_map(|reader| reader.join().unwrap())
+        .collect();
+    for other in &seen[1..] {
+        assert_eq!(other, &seen[0], "one order for everyone");
+    }
+    assert_fifo(&seen[0]);
+    for sub in subs.iter() {
+        let stats = sub.stats();
+        assert_eq!(
+            (stats.received, stats.queued),
+            ((PUBLISHERS * EACH) as u64, 0)
+        );
+    }
+    let totals = broker.stats();
+    assert_eq!(totals.delivered, (100 * PUBLISHERS * EACH) as u64);
+    assert_eq!(broker.numsub(["wide"])[0].1, 100);
+}
+
+#[test]
+fn subscribers_moving_off_the_log_mid_stream_lose_and_reorder_nothing() {
+    let broker = Broker::new();
+    let steady = broker.subscriber();
+    steady.subscribe(["busy"]).unwrap();
+    let movers: Vec<Subscriber> = (0..8)
+        .map(|_| {
+            let sub = broker.subscriber();
+            sub.subscribe(["busy"]).unwrap();
+            sub
+        })
+        .collect();
+    let writers = publishers(&broker, "busy");
+    thread::sleep(Duration::from_millis(2));
+    // Each mover does something that takes it off the shared log while
+    // publishers run: a second channel, a pattern, the readiness handle, a
+    // re-subscribe, or unsubscribing for good.
+    movers[0].subscribe(["other"]).unwrap();
+    movers[1].psubscribe(["nothing*"]).unwrap();
+    let _ = movers[2].ready();
+    movers[3].subscribe(["busy"]).unwrap();
+    movers[4].ssubscribe(["shard"]).unwrap();
+    movers[5].unsubscribe(["busy"]).unwrap();
+    movers[6].unsubscribe_all().unwrap();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let all = PUBLISHERS * EACH;
+    let reference = payloads(&receive(&steady, all));
+    assert_fifo(&reference);
+    for (at, mover) in movers.iter().enumerate() {
+        let items: Vec<Message> = std::iter::from_fn(|| match mover.try_recv() {
+            Ok(item) => Some(item),
+            Err(TryRecvError::Empty) => None,
+            Err(e) => panic!("{e}"),
+        })
+        .collect();
+        let seen = payloads(&items);
+        match at {
+            5 | 6 => {
+                // Unsubscribed: a prefix of the channel's order, and nothing
+                // after the confirmation.
+                assert_eq!(seen, reference[..seen.len()], "mover {at}");
+                let confirmed = items
+                    .iter()
+                    .position(|m| m.kind() == "unsubscribe")
+                    .expect("confirmed");
+                assert!(
+                    items[confirmed..].iter().all(|m| !m.is_delivery()),
+                    "mover {at}"
+                );
+            }
+            _ => assert_eq!(seen, reference, "mover {at}: everything, in order"),
+        }
+    }
+}
+
+#[test]
+fn a_late_subscriber_reads_from_its_confirmation_on_and_blocks_until_more() {
+    let broker = Broker::new();
+    let first = broker.subscriber();
+    first.subscribe(["c"]).unwrap();
+    broker.publish("c", "before");
+    let late = broker.subscriber();
+    late.subscribe(["c"]).unwrap();
+    assert_eq!(late.recv_timeout(PATIENCE).unwrap().kind(), "subscribe");
+    assert_eq!(late.try_recv(), Err(TryRecvError::Empty));
+    let publisher = {
+        let broker = broker.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            broker.publish("c", "after")
+        })
+    };
+    // Blocks on the log, and the publish wakes it.
+    let msg = late.recv_timeout(PATIENCE).expect("woken by the publish");
+    assert_eq!(msg.payload_str(), Some("after"));
+    assert_eq!(publisher.join().unwrap(), 2);
+    assert_eq!(late.len(), 0);
+    broker.publish("c", "queued");
+    assert_eq!(late.len(), 1);
+    assert_eq!(late.stats().queued, 1);
+    drop(broker);
+    assert_eq!(late.recv().unwrap().payload_str(), Some("queued"));
+    assert_eq!(late.recv(), Err(channelcast::RecvError::Disconnected));
+}
+
+#[test]
+fn async_readers_of_a_log_are_woken_by_publishers() {
+    let broker = Broker::new();
+    let subs: Vec<Subscriber> = (0..10)
+        .map(|_| {
+            let sub = broker.subscriber_builder().confirmations(false).build();
+            sub.subscribe(["a"]).unwrap();
+            sub
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let publisher = {
+        let broker = broker.clone();
+        thread::spawn(move || {
+            for i in 0..500 {
+                broker.publish("a", i.to_string());
+                if i % 50 == 0 {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+        })
+    };
+    let counts = runtime.block_on(async {
+        let tasks: Vec<_> = subs
+            .into_iter()
+            .map(|sub| {
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    while got.len() < 500 {
+                        let msg = tokio::time::timeout(PATIENCE, sub.recv_async())
+                            .await
+                            .expect("woken in time")
+                            .unwrap();
+                        got.push(msg.payload_str().unwrap().parse::<u32>().unwrap());
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.push(task.await.unwrap());
+        }
+        all
+    });
+    publisher.join().unwrap();
+    for got in counts {
+        assert_eq!(got, (0..500).collect::<Vec<_>>());
+    }
+}
