@@ -49,9 +49,11 @@
 //! - *Channel (and shard channel) joiners* add themselves, queue their
 //!   confirmation and take the snapshot in one section under `c`'s stripe
 //!   lock. A publish records itself and plans its deliveries (copies the
-//!   list of `c`'s subscribers) in one section under that lock too, and
-//!   then delivers only to the subscribers it planned, even when it lets go
-//!   of the lock to wait for room (the busy mark). So a publish planned
+//!   list of `c`'s subscribers, and appends to `c`'s log for the
+//!   subscribers that read it, whose cursors start at the log's end when
+//!   they join) in one section under that lock too, and then delivers only
+//!   to the subscribers it planned, even when it lets go of the lock to
+//!   wait for room (the busy mark). So a publish planned
 //!   before the join is in the snapshot and never delivered to the joiner,
 //!   and one planned after is delivered to it and recorded after the
 //!   snapshot.
