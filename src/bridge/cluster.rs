@@ -295,6 +295,8 @@ mod tests {
             username: None,
             password: None,
             db: 0,
+            #[cfg(feature = "tls")]
+            tls: None,
         };
         let map = SlotMap::from_cluster_slots(&reply, &asked).unwrap();
         assert!(map.is_cluster());

@@ -21,13 +21,16 @@
 //! `SPUBLISH` to its slot's master, on one connection per master.
 //!
 //! [`resp`] is the wire protocol, [`envelope`] the header each payload
-//! travels with.
+//! travels with; with the `tls` feature, [`tls`] wraps connections in TLS
+//! for `rediss://` URLs.
 
 mod cluster;
 mod envelope;
 mod inbound;
 mod outbound;
 mod resp;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,7 +62,8 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(25), Duration::from
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BridgeError {
-    /// The URL is not a Redis URL (`redis://[user:password@]host:port[/db]`).
+    /// The URL is not a Redis URL (`redis://[user:password@]host:port[/db]`,
+    /// or `rediss://…` for TLS, which needs the cargo feature `tls`).
     #[error("invalid Redis URL {url:?}: {reason}")]
     InvalidUrl {
         /// The URL as given.
@@ -76,6 +80,14 @@ pub enum BridgeError {
     /// [`Bridge::last_error`].)
     #[error("{0}")]
     Misconfigured(ConnectError),
+    /// The TLS settings cannot be used: a CA certificate file that cannot
+    /// be read, PEM without a certificate, no certificate roots at all
+    /// (feature `tls`).
+    #[error("unusable TLS settings: {reason}")]
+    TlsSettings {
+        /// What is wrong with them.
+        reason: String,
+    },
 }
 
 /// Why a connection to Redis failed, from [`Bridge::last_error`].
@@ -131,6 +143,17 @@ pub enum ConnectError {
         /// The server's error reply.
         reply: String,
     },
+    /// The TLS handshake failed (feature `tls`, `rediss://` URLs): the
+    /// server's certificate is not signed by a trusted root (see
+    /// `BridgeBuilder::tls_ca_pem`), has expired, or does not name the
+    /// host of the URL, or the server does not speak TLS.
+    #[error("TLS with {addr} failed: {detail}")]
+    Tls {
+        /// `host:port`.
+        addr: String,
+        /// What rustls said.
+        detail: String,
+    },
     /// Any other I/O failure, or the connection broke.
     #[error("I/O error with {addr}: {detail}")]
     Io {
@@ -146,7 +169,7 @@ impl ConnectError {
     fn is_definite(&self) -> bool {
         matches!(
             self,
-            ConnectError::Auth { .. } | ConnectError::NotRedis { .. }
+            ConnectError::Auth { .. } | ConnectError::NotRedis { .. } | ConnectError::Tls { .. }
         )
     }
 }
@@ -219,6 +242,8 @@ pub struct BridgeBuilder<'a> {
     shard_channels: Vec<Name>,
     seeds: Vec<String>,
     config: Config,
+    #[cfg(feature = "tls")]
+    tls: tls::Options,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -342,6 +367,39 @@ impl BridgeBuilder<'_> {
         self
     }
 
+    /// Trusts the CA certificate(s) in `pem` (PEM text,
+    /// `-----BEGIN CERTIFICATE-----`) for `rediss://` URLs, besides the
+    /// [webpki roots](BridgeBuilder::tls_webpki_roots): for a server whose
+    /// certificate a private CA signed. May be called more than once.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.cas.push(tls::Ca::Pem(pem.into()));
+        self
+    }
+
+    /// [`tls_ca_pem`](BridgeBuilder::tls_ca_pem) with the PEM read from a
+    /// file, when the bridge starts.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.cas.push(tls::Ca::File(path.into()));
+        self
+    }
+
+    /// Whether `rediss://` servers may present certificates signed by the
+    /// public certificate authorities Mozilla trusts (the `webpki-roots`
+    /// crate, compiled in: the system's store is not read). Default
+    /// `true`; `false` trusts only the CAs given to
+    /// [`tls_ca_pem`](BridgeBuilder::tls_ca_pem) and
+    /// [`tls_ca_file`](BridgeBuilder::tls_ca_file).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_webpki_roots(mut self, trusted: bool) -> Self {
+        self.tls.webpki_roots = trusted;
+        self
+    }
+
     /// Checks the server and starts the bridge's two threads.
     ///
     /// It connects once first, waiting at most the
@@ -353,12 +411,16 @@ impl BridgeBuilder<'_> {
     ///
     /// # Errors
     ///
-    /// [`BridgeError::InvalidUrl`] for a malformed or unsupported URL,
-    /// [`BridgeError::Misconfigured`] for wrong or missing credentials or
-    /// a server that is not Redis, [`BridgeError::AlreadyBridged`] when the
-    /// broker has a bridge already.
+    /// [`BridgeError::InvalidUrl`] for a malformed or unsupported URL
+    /// (`rediss://` without the `tls` feature),
+    /// [`BridgeError::Misconfigured`] for wrong or missing credentials, a
+    /// server that is not Redis, or (`rediss://`) a failed TLS handshake:
+    /// a certificate the roots do not vouch for, or for another name,
+    /// [`BridgeError::TlsSettings`] for CA certificates that cannot be
+    /// read, [`BridgeError::AlreadyBridged`] when the broker has a bridge
+    /// already.
     pub fn start(self) -> Result<Bridge, BridgeError> {
-        let target = parse_url(&self.url)?;
+        let target = self.target()?;
         let seeds = seed_targets(&target, &self.seeds)?;
         let timeouts = Timeouts {
             connect: self.config.connect_timeout,
@@ -453,38 +515,92 @@ impl BridgeBuilder<'_> {
     }
 }
 
+impl BridgeBuilder<'_> {
+    /// The URL's server, with the TLS settings for `rediss://`.
+    fn target(&self) -> Result<Target, BridgeError> {
+        let (target, tls) = parse_url(&self.url)?;
+        #[cfg(feature = "tls")]
+        let target = if tls {
+            let config =
+                tls::config(&self.tls).map_err(|reason| BridgeError::TlsSettings { reason })?;
+            Target {
+                tls: Some(config),
+                ..target
+            }
+        } else {
+            target
+        };
+        // Without the feature, parse_url refuses `rediss://`.
+        #[cfg(not(feature = "tls"))]
+        let _ = tls;
+        Ok(target)
+    }
+}
+
 /// Where to ask for the slot map: `target`, then the seed URLs, with
-/// `target`'s credentials.
+/// `target`'s credentials and TLS settings.
 fn seed_targets(target: &Target, urls: &[String]) -> Result<Vec<Target>, BridgeError> {
     let mut seeds = vec![target.clone()];
     for url in urls {
-        let seed = parse_url(url)?;
+        let (seed, _) = parse_url(url)?;
         seeds.push(Target {
             username: target.username.clone(),
             password: target.password.clone(),
+            #[cfg(feature = "tls")]
+            tls: target.tls.clone(),
             ..seed
         });
     }
     Ok(seeds)
 }
 
-/// Reads a `redis://` URL with redis-rs.
-fn parse_url(url: &str) -> Result<Target, BridgeError> {
+/// Reads a `redis://` or `rediss://` URL with redis-rs; also says whether
+/// it asks for TLS.
+fn parse_url(url: &str) -> Result<(Target, bool), BridgeError> {
     let invalid = |reason: String| BridgeError::InvalidUrl {
         url: url.to_owned(),
         reason,
     };
-    let client = redis::Client::open(url).map_err(|error| invalid(error.to_string()))?;
+    // redis-rs reads `rediss://` only with TLS features of its own; the
+    // bridge does TLS itself and gives redis-rs the same URL as `redis://`.
+    let (tls, url_read) = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rediss") => {
+            (true, format!("redis://{rest}"))
+        }
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("valkeys") => {
+            (true, format!("valkey://{rest}"))
+        }
+        _ => (false, url.to_owned()),
+    };
+    if tls && !cfg!(feature = "tls") {
+        return Err(invalid(
+            "TLS (rediss://) needs channelcast's cargo feature `tls`".to_owned(),
+        ));
+    }
+    if tls && url_read.contains('#') {
+        return Err(invalid(
+            "no #fragment (#insecure): the server's certificate is always checked; \
+             trust its CA with BridgeBuilder::tls_ca_pem"
+                .to_owned(),
+        ));
+    }
+    let client =
+        redis::Client::open(url_read.as_str()).map_err(|error| invalid(error.to_string()))?;
     let info = client.get_connection_info();
     let settings = info.redis_settings();
     match info.addr() {
-        redis::ConnectionAddr::Tcp(host, port) => Ok(Target {
-            host: host.clone(),
-            port: *port,
-            username: settings.username().map(str::to_owned),
-            password: settings.password().map(str::to_owned),
-            db: settings.db(),
-        }),
+        redis::ConnectionAddr::Tcp(host, port) => Ok((
+            Target {
+                host: host.clone(),
+                port: *port,
+                username: settings.username().map(str::to_owned),
+                password: settings.password().map(str::to_owned),
+                db: settings.db(),
+                #[cfg(feature = "tls")]
+                tls: None,
+            },
+            tls,
+        )),
         other => Err(invalid(format!("unsupported address {other}"))),
     }
 }
@@ -560,6 +676,13 @@ impl Bridge {
     /// `url`: `redis://host:port/`, with an optional ACL user and password
     /// (`redis://user:password@host:port/`, or `redis://:password@…` for
     /// `requirepass`) and database number (`/2`).
+    ///
+    /// With the cargo feature `tls`, `rediss://host:port/` (same options)
+    /// connects over TLS, to every node of a cluster too: the server's
+    /// certificate must chain to a trusted root (public CAs, or yours
+    /// through `BridgeBuilder::tls_ca_pem`) and name the host
+    /// as written in the URL (cluster nodes: as they announce themselves,
+    /// often an IP address).
     pub fn builder<'a>(broker: &'a Broker, url: &str) -> BridgeBuilder<'a> {
         BridgeBuilder {
             broker,
@@ -569,6 +692,8 @@ impl Bridge {
             shard_channels: Vec::new(),
             seeds: Vec::new(),
             config: Config::default(),
+            #[cfg(feature = "tls")]
+            tls: tls::Options::default(),
         }
     }
 

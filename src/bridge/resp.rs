@@ -8,6 +8,9 @@
 //! `unknown` counts depend on it), and so that received payloads are
 //! slices of the read buffer instead of fresh copies. redis-rs parses the
 //! URL.
+//!
+//! With the `tls` feature the connection may be TLS ([`super::tls`]): the
+//! same code reads and writes either kind of [`Stream`].
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -25,6 +28,9 @@ pub(super) struct Target {
     pub(super) username: Option<String>,
     pub(super) password: Option<String>,
     pub(super) db: i64,
+    /// `rediss://`: the TLS settings.
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Target {
@@ -85,9 +91,77 @@ pub(super) struct Timeouts {
     pub(super) write: Duration,
 }
 
+/// The byte stream under a connection: plain TCP, or TLS over TCP. The
+/// timeouts are set on the TCP socket either way.
+pub(super) enum Stream {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<super::tls::TlsStream>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => &tls.sock,
+        }
+    }
+
+    /// Reads some bytes; `Ok(0)` once the server has closed.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => super::tls::read(tls, buf),
+        }
+    }
+
+    /// Writes `data`; returns how many bytes left the process (and can
+    /// reach the server) and the error that stopped it, if any.
+    fn write(&mut self, data: &[u8]) -> (usize, io::Result<()>) {
+        match self {
+            Stream::Plain(tcp) => {
+                let mut done = 0;
+                while done < data.len() {
+                    match tcp.write(&data[done..]) {
+                        Ok(0) => return (done, Err(io::ErrorKind::WriteZero.into())),
+                        Ok(n) => done += n,
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                        Err(error) => return (done, Err(error)),
+                    }
+                }
+                (done, Ok(()))
+            }
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => super::tls::write(tls, data),
+        }
+    }
+
+    /// Whether anything arrived (or the server closed), without waiting;
+    /// the socket is non-blocking meanwhile.
+    fn anything_arrived(&mut self) -> bool {
+        if self.tcp().set_nonblocking(true).is_err() {
+            return true;
+        }
+        let arrived = match self {
+            Stream::Plain(tcp) => {
+                let mut probe = [0u8; 1];
+                match tcp.peek(&mut probe) {
+                    Ok(_) => true,
+                    Err(error) => !is_timeout(&error),
+                }
+            }
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => super::tls::anything_arrived(tls),
+        };
+        arrived || self.tcp().set_nonblocking(false).is_err()
+    }
+}
+
 /// A connected, authenticated RESP2 connection.
 pub(super) struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     input: BytesMut,
     read_timeout: Option<Duration>,
     addr: String,
@@ -108,55 +182,27 @@ impl Conn {
     /// that a Redis server answers.
     pub(super) fn open(target: &Target, timeouts: Timeouts) -> Result<Conn, ConnectError> {
         let addr = target.addr();
-        let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
-            .to_socket_addrs()
-            .map_err(|error| ConnectError::UnknownHost {
-                host: target.host.clone(),
-                detail: error.to_string(),
-            })?
-            .collect();
-        let mut last = None;
-        let mut stream = None;
-        for socket in &addrs {
-            match TcpStream::connect_timeout(socket, timeouts.connect) {
-                Ok(connected) => {
-                    stream = Some(connected);
-                    break;
-                }
-                Err(error) => last = Some(error),
-            }
-        }
-        let Some(stream) = stream else {
-            return Err(match last {
-                Some(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
-                    ConnectError::Refused { addr }
-                }
-                Some(error) if is_timeout(&error) => ConnectError::NoAnswer {
-                    addr,
-                    waited: timeouts.connect,
-                },
-                Some(error) => ConnectError::Io {
-                    addr,
-                    detail: error.to_string(),
-                },
-                None => ConnectError::UnknownHost {
-                    host: target.host.clone(),
-                    detail: "no address".to_owned(),
-                },
-            });
-        };
+        let stream = connect(target, timeouts)?;
         let io = |error: io::Error| ConnectError::Io {
             addr: addr.clone(),
             detail: error.to_string(),
         };
-        stream.set_nodelay(true).map_err(io)?;
-        stream
-            .set_write_timeout(Some(timeouts.write.max(Duration::from_millis(1))))
-            .map_err(io)?;
+        // The handshake leaves the connect timeout as the read timeout.
+        #[cfg(feature = "tls")]
+        let (stream, read_timeout) = match &target.tls {
+            Some(config) => {
+                let tls = super::tls::handshake(config, &target.host, stream, &addr, timeouts)?;
+                (Stream::Tls(Box::new(tls)), Some(timeouts.connect))
+            }
+            None => (Stream::Plain(stream), None),
+        };
+        #[cfg(not(feature = "tls"))]
+        let (stream, read_timeout) = (Stream::Plain(stream), None);
+        let plain = matches!(stream, Stream::Plain(_));
         let mut conn = Conn {
             stream,
             input: BytesMut::with_capacity(READ_CHUNK),
-            read_timeout: None,
+            read_timeout,
             addr: addr.clone(),
         };
         let mut hello = Vec::new();
@@ -192,7 +238,15 @@ impl Conn {
                 Err(ReadError::Closed) => {
                     return Err(ConnectError::Io {
                         addr,
-                        detail: "closed during the handshake".to_owned(),
+                        detail: format!("closed during the handshake{}", tls_hint(plain)),
+                    })
+                }
+                Err(ReadError::Io(error))
+                    if plain && error.kind() == io::ErrorKind::ConnectionReset =>
+                {
+                    return Err(ConnectError::Io {
+                        addr,
+                        detail: format!("{error} during the handshake{}", tls_hint(true)),
                     })
                 }
                 Err(ReadError::Io(error)) => return Err(io(error)),
@@ -211,17 +265,11 @@ impl Conn {
 
     /// Writes `data`; returns how many bytes left the process (all of them
     /// on success) and the error that stopped it, if any.
+    ///
+    /// Over TLS, bytes count as gone once the whole TLS record holding
+    /// them did: the server cannot read a record it got only part of.
     pub(super) fn write(&mut self, data: &[u8]) -> (usize, io::Result<()>) {
-        let mut done = 0;
-        while done < data.len() {
-            match self.stream.write(&data[done..]) {
-                Ok(0) => return (done, Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => done += n,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return (done, Err(error)),
-            }
-        }
-        (done, Ok(()))
+        self.stream.write(data)
     }
 
     /// The next complete frame, waiting at most `timeout` for more bytes;
@@ -287,15 +335,7 @@ impl Conn {
     /// before writing to a connection that was idle, so that publishes are
     /// not written into a connection already known to be dead.
     pub(super) fn closed_by_peer(&mut self) -> bool {
-        if !self.input.is_empty() || self.stream.set_nonblocking(true).is_err() {
-            return true;
-        }
-        let mut probe = [0u8; 1];
-        let gone = match self.stream.peek(&mut probe) {
-            Ok(_) => true,
-            Err(error) => !is_timeout(&error),
-        };
-        gone || self.stream.set_nonblocking(false).is_err()
+        !self.input.is_empty() || self.stream.anything_arrived()
     }
 
     fn fill(&mut self, timeout: Duration) -> Result<(), ReadError> {
@@ -305,6 +345,7 @@ impl Conn {
             Duration::from_millis(timeout.as_millis().clamp(1, u128::from(u32::MAX)) as u64);
         if self.read_timeout != Some(timeout) {
             self.stream
+                .tcp()
                 .set_read_timeout(Some(timeout))
                 .map_err(ReadError::Io)?;
             self.read_timeout = Some(timeout);
@@ -320,6 +361,12 @@ impl Conn {
             Ok(n) => {
                 self.input.truncate(start + n);
                 Ok(())
+            }
+            // Over TLS: the server closed without saying so (no
+            // `close_notify`); closed all the same.
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                self.input.truncate(start);
+                Err(ReadError::Closed)
             }
             Err(error) => {
                 self.input.truncate(start);
@@ -370,7 +417,68 @@ pub(super) fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn is_timeout(error: &io::Error) -> bool {
+/// A TCP connection to the target, with `TCP_NODELAY` and the write
+/// timeout.
+fn connect(target: &Target, timeouts: Timeouts) -> Result<TcpStream, ConnectError> {
+    let addr = target.addr();
+    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|error| ConnectError::UnknownHost {
+            host: target.host.clone(),
+            detail: error.to_string(),
+        })?
+        .collect();
+    let mut last = None;
+    let mut stream = None;
+    for socket in &addrs {
+        match TcpStream::connect_timeout(socket, timeouts.connect) {
+            Ok(connected) => {
+                stream = Some(connected);
+                break;
+            }
+            Err(error) => last = Some(error),
+        }
+    }
+    let Some(stream) = stream else {
+        return Err(match last {
+            Some(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+                ConnectError::Refused { addr }
+            }
+            Some(error) if is_timeout(&error) => ConnectError::NoAnswer {
+                addr,
+                waited: timeouts.connect,
+            },
+            Some(error) => ConnectError::Io {
+                addr,
+                detail: error.to_string(),
+            },
+            None => ConnectError::UnknownHost {
+                host: target.host.clone(),
+                detail: "no address".to_owned(),
+            },
+        });
+    };
+    let io = |error: io::Error| ConnectError::Io {
+        addr: addr.clone(),
+        detail: error.to_string(),
+    };
+    stream.set_nodelay(true).map_err(io)?;
+    stream
+        .set_write_timeout(Some(timeouts.write.max(Duration::from_millis(1))))
+        .map_err(io)?;
+    Ok(stream)
+}
+
+/// For a plain connection cut during the handshake: the likely reason.
+fn tls_hint(plain: bool) -> &'static str {
+    if plain {
+        " (if this is a TLS port, use a rediss:// URL)"
+    } else {
+        ""
+    }
+}
+
+pub(super) fn is_timeout(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut

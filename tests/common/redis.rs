@@ -564,3 +564,34 @@ fn free_port() -> u16 {
         .expect("a free port")
         .port()
 }
+
+impl Server {
+    /// Starts a server that listens for TLS only (`--port 0`), on a free
+    /// loopback port, with `tls_args` added (`--tls-cert-file` and the
+    /// rest). [`port`](Server::port) is its TLS port; it restarts the same.
+    pub(crate) fn start_tls(tls_args: &[&str]) -> Option<Server> {
+        let program = server_program()?;
+        let mut failure = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let mut args = vec![
+                "--port".to_owned(),
+                "0".to_owned(),
+                "--tls-port".to_owned(),
+                port.to_string(),
+            ];
+            args.extend(tls_args.iter().map(|&a| a.to_owned()));
+            match Server::launch(&program, port, &args) {
+                Ok(server) => return Some(server),
+                Err(why) => failure = why,
+            }
+        }
+        panic!("redis-server (TLS) did not start: {failure}");
+    }
+
+    /// `rediss://127.0.0.1:port/`, for a server from
+    /// [`start_tls`](Server::start_tls).
+    pub(crate) fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/", self.port)
+    }
+}
