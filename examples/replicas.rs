@@ -5,12 +5,19 @@
 //! of a channel, pattern subscribers included, gets its messages in the same
 //! order (guarantee 4). The payload is a struct: a `Broker<Update>`.
 //!
+//! One more replica starts late, while the writers are busy. The broker
+//! retains the channel's updates (beyond Redis: see "Late joiners" in the
+//! crate docs), and the late replica subscribes with history: it gets every
+//! update published before it joined, then the live ones, with no gap and
+//! no duplicate, so it converges too.
+//!
 //! Run it with `cargo run --example replicas`.
 
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::sync::Barrier;
 use std::thread;
+use std::time::Duration;
 
 use channelcast::{Broker, Message};
 
@@ -66,6 +73,26 @@ fn update(writer: usize, seq: usize) -> Update {
     Update { writer, seq, op }
 }
 
+/// A replica that joins now, with the channel's history: it applies the
+/// retained updates, then the live ones; returns it with how many updates
+/// were retained ones.
+fn late_replica(
+    broker: &Broker<Update>,
+) -> Result<thread::JoinHandle<(Replica, usize)>, channelcast::SubscribeError> {
+    let sub = broker.subscriber();
+    sub.subscribe_with_history(["kv.updates"])?;
+    Ok(thread::spawn(move || {
+        let (mut replica, mut retained) = (Replica::default(), 0);
+        for message in &sub {
+            retained += usize::from(message.is_retained());
+            if let Some(update) = message.into_payload() {
+                replica.apply(update);
+            }
+        }
+        (replica, retained)
+    }))
+}
+
 /// FNV-1a, a digest that does not change from run to run.
 fn digest(text: &str) -> u64 {
     let step = |hash: u64, byte: u8| (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
@@ -74,6 +101,9 @@ fn digest(text: &str) -> u64 {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let broker: Broker<Update> = Broker::default();
+    let total = WRITERS * UPDATES_PER_WRITER;
+    // Keep every update, for replicas that start late.
+    broker.retain_last("kv.updates", total);
     let mut replicas = Vec::new();
     for name in REPLICAS {
         let sub = broker.subscriber();
@@ -93,7 +123,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     let start = Barrier::new(WRITERS);
-    thread::scope(|s| {
+    let late = thread::scope(|s| {
         for writer in 0..WRITERS {
             let (broker, start) = (broker.clone(), &start);
             s.spawn(move || {
@@ -104,11 +134,17 @@ fn main() -> Result<(), Box<dyn Error>> {
                 }
             });
         }
-    });
+        // A replica that starts once a third of the updates are out.
+        while broker.stats().retained < (total / 3) as u64 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        late_replica(&broker)
+    })?;
     drop(broker);
-    let replicas: Vec<Replica> = replicas.into_iter().map(|r| r.join().unwrap()).collect();
+    let mut replicas: Vec<Replica> = replicas.into_iter().map(|r| r.join().unwrap()).collect();
+    let (late, retained) = late.join().unwrap();
+    replicas.push(late);
 
-    let total = WRITERS * UPDATES_PER_WRITER;
     println!("{WRITERS} writer threads each published {UPDATES_PER_WRITER} updates to kv.updates at the same time.");
     let stream = &replicas[0].history;
     let switches = stream
@@ -122,9 +158,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     println!();
     println!("Each replica applied what it received, in the order it received it:");
-    for (replica, via) in replicas.iter().zip(REPLICAS) {
+    let vias = REPLICAS.into_iter().chain(["kv.updates"]);
+    for (at, (replica, via)) in replicas.iter().zip(vias).enumerate() {
         let how = if via.contains('*') {
             "pattern"
+        } else if at == REPLICAS.len() {
+            "channel (late)"
         } else {
             "channel"
         };
@@ -138,6 +177,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     });
     let agree = replicas.iter().all(|replica| *replica == replicas[0]);
     println!();
+    println!("The late replica joined after {retained} updates: it received them as retained");
+    println!(
+        "messages, then {} live ones, and applied each exactly once.",
+        replicas[REPLICAS.len()].history.len() - retained
+    );
     println!(
         "Every writer's updates arrived in the order it sent them: {}.",
         yes(in_order)

@@ -7,6 +7,11 @@
 //! returns tells it how many reports to wait for, and `numsub` (Redis
 //! `PUBSUB NUMSUB`) shows who is listening.
 //!
+//! Half way through, a monitor starts. The broker retains each worker's
+//! last status (beyond Redis: see "Late joiners" in the crate docs), so the
+//! monitor, subscribing to `status.*` with history, sees every worker's
+//! current state at once, then the reports that follow, none missing.
+//!
 //! Run it with `cargo run --example workers`.
 
 use std::error::Error;
@@ -39,6 +44,8 @@ struct Ack {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let broker = Broker::new();
+    // Each worker's last report, for monitors that start late.
+    broker.retain_last_matching("status.*", 1);
     let reports = broker.subscriber();
     reports.psubscribe(["status.*"])?;
     reports.recv()?; // the psubscribe confirmation
@@ -65,18 +72,57 @@ fn main() -> Result<(), Box<dyn Error>> {
         "control: PUBSUB NUMSUB cmd.all = {}",
         broker.numsub_one("cmd.all")
     );
+    let mut monitor = None;
     for (id, (target, command)) in (1..).zip(COMMANDS) {
         let n = broker.publish(format!("cmd.{target}"), format!("{id} {command}"));
         println!("control -> cmd.{target:<5} #{id} {command} ({n} listening)");
         collect(n);
+        if id == 3 {
+            monitor = Some(start_monitor(&broker)?);
+        }
     }
 
     for worker in pool {
         worker.join().expect("worker thread")?;
     }
+    if let Some(monitor) = monitor {
+        let live: Vec<_> = monitor.try_iter().collect();
+        println!("monitor: then {} live reports:", live.len());
+        for message in &live {
+            print_report(message);
+        }
+    }
     let listening = broker.numsub_one("cmd.all");
     println!("control: pool shut down, PUBSUB NUMSUB cmd.all = {listening}");
     Ok(())
+}
+
+/// A monitor that starts after the workers reported: it gets each worker's
+/// last status right away, as retained messages, then live reports.
+fn start_monitor(broker: &Broker) -> Result<Subscriber, SubscribeError> {
+    let monitor = broker.subscriber_builder().confirmations(false).build();
+    monitor.psubscribe_with_history(["status.*"])?;
+    println!("monitor: started late; each worker's last status, retained:");
+    for message in monitor.try_iter() {
+        print_report(&message);
+    }
+    Ok(monitor)
+}
+
+/// Prints a report as the monitor sees it, marking retained ones.
+fn print_report(message: &Message) {
+    if let (Some(channel), Some(text)) = (message.channel(), message.payload_str()) {
+        let (id, result) = text.split_once(' ').unwrap_or(("?", text));
+        let retained = if message.is_retained() {
+            " (retained)"
+        } else {
+            ""
+        };
+        println!(
+            "    monitor: {:<12} #{id} {result}{retained}",
+            channel.to_string()
+        );
+    }
 }
 
 /// The next report, or `None` if none comes within a few seconds.

@@ -159,7 +159,8 @@ impl<P: Clone + Send + Sync + 'static> Broker<P> {
     /// queue. A count of N does *not* mean the messages have been read, only
     /// that they are queued; a subscriber dropped right after still counted.
     /// Nothing is stored: with no subscribers the message is gone and the
-    /// count is 0.
+    /// count is 0 (unless a retention rule covers the channel: see
+    /// [`retain_last`](Broker::retain_last), beyond Redis).
     ///
     /// ```
     /// use channelcast::Broker;

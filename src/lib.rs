@@ -321,6 +321,83 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Late joiners (beyond Redis)
+//!
+//! Redis forgets a message once it is delivered: a replica that starts
+//! late, or a dashboard opened after the workers reported, sees nothing
+//! until the next publish. channelcast can *retain* the last messages of
+//! chosen channels and hand them to subscribers that ask for them. Redis
+//! has no such feature, so it is off until a rule is set: with no rule,
+//! nothing is kept and everything behaves exactly as in Redis.
+//!
+//! - **Which channels retain** is configured on the broker, per channel
+//!   ([`Broker::retain_last`]), per glob of channels
+//!   ([`Broker::retain_last_matching`]) or per shard channel
+//!   ([`Broker::retain_last_shard`]), with how many messages each keeps.
+//!   Not per publish (as MQTT's retain flag is): a channel's retained
+//!   messages are then always its latest publishes with none missing in
+//!   between, which is what makes the hand-over below exact; publishers
+//!   stay plain `publish` calls; and what to keep, and how much memory it
+//!   may take, is decided in one place.
+//! - **Joining with history**: [`Subscriber::subscribe_with_history`],
+//!   [`psubscribe_with_history`](Subscriber::psubscribe_with_history) and
+//!   [`ssubscribe_with_history`](Subscriber::ssubscribe_with_history) queue,
+//!   right behind each name's confirmation and before any live message on
+//!   it, what the name covers retains (a pattern covers every matching
+//!   retained channel, in byte order of channel), oldest first, as
+//!   [`Message::Retained`], which tells them apart from live messages.
+//! - **The hand-over is exact**: for every channel, the retained messages a
+//!   subscription receives followed by the live ones are exactly the
+//!   channel's publishes from some point on: no gap, no duplicate, even
+//!   while other threads publish to it.
+//! - **Retention makes no channel active**: [`Broker::channels`] and
+//!   [`Broker::numsub`] keep Redis's meaning.
+//! - **Memory** is what the rules ask for, within an optional cap on the
+//!   total ([`Broker::limit_retained`] for messages,
+//!   [`Broker::limit_retained_bytes`] for payload bytes): a publish that
+//!   would go over the cap makes its own channel give up its oldest
+//!   retained messages (down to none: then the publish is not retained);
+//!   another channel's messages are never taken. Clearing
+//!   ([`Broker::clear_retained`], [`Broker::clear_all_retained`]) or
+//!   removing a rule (a count of 0) gives the memory back.
+//!   [`Broker::stats`] shows what is retained and what the cap evicted.
+//! - **Bounded subscribers**: retained messages count against the bound
+//!   like deliveries; one that does not fit is dropped and reported as a
+//!   [`Message::Lagged`] (pushed out of the way under
+//!   [`Overflow::DropOldest`]), never waited for, and never a reason to
+//!   evict the subscriber.
+//!
+//! ```
+//! use channelcast::{Broker, Message, Source};
+//!
+//! let broker = Broker::new();
+//! broker.retain_last_matching("status.*", 1); // each worker's last status
+//!
+//! broker.publish("status.w1", "starting");
+//! broker.publish("status.w1", "idle");
+//! broker.publish("status.w2", "busy");
+//!
+//! // A monitor that starts after the workers reported.
+//! let monitor = broker.subscriber();
+//! monitor.psubscribe_with_history(["status.*"])?;
+//! broker.publish("status.w2", "idle");
+//!
+//! assert_eq!(monitor.recv()?.kind(), "psubscribe");
+//! for (channel, status) in [("status.w1", "idle"), ("status.w2", "busy")] {
+//!     match monitor.recv()? {
+//!         Message::Retained { source, channel: got, payload } => {
+//!             assert_eq!(source, Source::Pattern("status.*".into()));
+//!             assert_eq!((got.as_str(), &payload[..]), (Some(channel), status.as_bytes()));
+//!         }
+//!         other => panic!("unexpected {other:?}"),
+//!     }
+//! }
+//! // Then live, with nothing missed and nothing twice.
+//! assert_eq!(monitor.recv()?.kind(), "pmessage");
+//! assert_eq!(broker.channels(), Vec::<channelcast::Name>::new()); // not active
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Disconnection
 //!
 //! Subscribers do not keep the broker alive. When the last [`Broker`] handle
@@ -535,6 +612,8 @@
 //!   `sunsubscribe_all`).
 //! - **Payloads** are any `Clone + Send + Sync` type (subscribers of one channel may share one stored copy, read from their own threads), [`bytes::Bytes`] by default;
 //!   each delivery clones it (a reference-count increment for `Bytes`).
+//! - **Retained messages** (see [Late joiners](#late-joiners-beyond-redis))
+//!   have no Redis counterpart; they are off unless a rule is set.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -553,6 +632,7 @@ mod mailbox;
 mod message;
 mod name;
 mod registry;
+mod retained;
 mod stats;
 mod stop;
 mod subscriber;

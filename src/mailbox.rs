@@ -173,6 +173,9 @@ struct Inner<P> {
     /// The pattern-table version of this subscriber's latest pattern
     /// (un)subscription; a publisher that read an older table is stale here.
     stamp: u64,
+    /// Patterns held that were joined with history (retained messages),
+    /// with the table version of the join.
+    history: Vec<(Name, u64)>,
     received: u64,
     dropped: u64,
     recv_waiters: usize,
@@ -258,6 +261,7 @@ impl<P> Mailbox<P> {
                 bytes: 0,
                 state: State::Open,
                 stamp: 0,
+                history: Vec::new(),
                 received: 0,
                 dropped: 0,
                 recv_waiters: 0,
@@ -568,6 +572,86 @@ impl<P> Mailbox<P> {
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
         wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Queues a subscribe confirmation and, right behind it under the same
+    /// lock, the retained messages of a late joiner (see `retained`). They
+    /// are deliveries: they count against the bound and go through the
+    /// policy, except that nothing waits and nobody is evicted (the caller
+    /// is the subscriber's own subscribe call, holding registry locks): a
+    /// retained message that does not fit is pushed out of the way under
+    /// `DropOldest` and dropped under every other policy, and reported as
+    /// [`Message::Lagged`] either way.
+    /// `pattern`: a pattern joined with history, and the table version
+    /// that holds the join.
+    pub(crate) fn confirm_retained(
+        &self,
+        confirmation: Message<P>,
+        retained: Vec<Message<P>>,
+        pattern: Option<(&Name, u64)>,
+    ) -> Offered {
+        let mut inner = self.inner.lock();
+        if let Some((pattern, stamp)) = pattern {
+            inner.stamp = inner.stamp.max(stamp);
+            inner.history.retain(|(held, _)| held != pattern);
+            inner.history.push((pattern.clone(), stamp));
+        }
+        if self.confirmations {
+            inner.items.push_back(confirmation);
+        }
+        let mut offered = Offered::default();
+        if inner.state == State::Open {
+            offered.counted = retained.len() as u64;
+            for message in retained {
+                let Some(bound) = &self.bound else {
+                    Self::push_delivery(&mut inner, message, 0);
+                    offered.queued += 1;
+                    continue;
+                };
+                let weight = bound.weigh(&message);
+                if bound.policy == Overflow::DropOldest {
+                    while !Self::fits(&inner, bound, weight)
+                        && Self::push_out_oldest(&mut inner, bound)
+                    {
+                        offered.pushed_out += 1;
+                    }
+                }
+                if Self::fits(&inner, bound, weight) {
+                    Self::push_delivery(&mut inner, message, weight);
+                    offered.queued += 1;
+                } else {
+                    offered.dropped += 1;
+                    Self::lose(&mut inner, 1);
+                }
+            }
+            inner.dropped += offered.pushed_out;
+        }
+        let wakers = self.wake_receivers(&mut inner);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
+        offered
+    }
+
+    /// Whether `pattern` was joined with history at a table version later
+    /// than `version`.
+    pub(crate) fn joined_with_history_after(&self, pattern: &Name, version: u64) -> bool {
+        let inner = self.inner.lock();
+        !inner.history.is_empty()
+            && inner
+                .history
+                .iter()
+                .any(|(held, at)| held == pattern && *at > version)
+    }
+
+    /// Forgets that `pattern` was joined with history (it was released).
+    pub(crate) fn forget_history(&self, pattern: &[u8]) {
+        let mut inner = self.inner.lock();
+        if !inner.history.is_empty() {
+            inner.history.retain(|(held, _)| held.as_bytes() != pattern);
+            if inner.history.is_empty() {
+                inner.history = Vec::new();
+            }
+        }
     }
 
     /// Records a pattern (un)subscription made without a confirmation (a

@@ -99,6 +99,21 @@ pub enum Message<P = bytes::Bytes> {
         /// How many deliveries are missing at this point of the stream.
         missed: u64,
     },
+    /// A message published *before* this subscriber joined, kept by the
+    /// broker's retention and queued right after the confirmation of a
+    /// `*subscribe_with_history` call (beyond Redis: see the crate docs,
+    /// "Late joiners"). It is a delivery like `message`, `pmessage` and
+    /// `smessage`: it counts against a bounded subscriber's capacity and in
+    /// its counters.
+    Retained {
+        /// The subscription that asked for it: the channel, the pattern or
+        /// the shard channel named in the call.
+        source: Source,
+        /// The channel it was published to.
+        channel: Name,
+        /// The published payload.
+        payload: P,
+    },
 }
 
 /// Where a delivered message came from: the key a callback table is
@@ -120,8 +135,8 @@ pub enum Source {
 impl<P> Message<P> {
     /// The Redis word for this item: `"message"`, `"pmessage"`, `"smessage"`,
     /// `"subscribe"`, `"unsubscribe"`, `"psubscribe"`, `"punsubscribe"`,
-    /// `"ssubscribe"`, `"sunsubscribe"`, or `"lagged"` for a [`Message::Lagged`]
-    /// loss report.
+    /// `"ssubscribe"`, `"sunsubscribe"`, `"lagged"` for a [`Message::Lagged`]
+    /// loss report, or `"retained"` for a [`Message::Retained`] message.
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Message { .. } => "message",
@@ -134,16 +149,27 @@ impl<P> Message<P> {
             Message::SSubscribe { .. } => "ssubscribe",
             Message::SUnsubscribe { .. } => "sunsubscribe",
             Message::Lagged { .. } => "lagged",
+            Message::Retained { .. } => "retained",
         }
     }
 
-    /// Whether this is a published message (`message`, `pmessage` or
-    /// `smessage`) rather than a confirmation.
+    /// Whether this is a published message (`message`, `pmessage`,
+    /// `smessage`, or a [retained](Message::Retained) one) rather than a
+    /// confirmation or a lag report.
     pub fn is_delivery(&self) -> bool {
         matches!(
             self,
-            Message::Message { .. } | Message::PMessage { .. } | Message::SMessage { .. }
+            Message::Message { .. }
+                | Message::PMessage { .. }
+                | Message::SMessage { .. }
+                | Message::Retained { .. }
         )
+    }
+
+    /// Whether this is a [`Message::Retained`] message: published before
+    /// the subscriber joined, rather than live.
+    pub fn is_retained(&self) -> bool {
+        matches!(self, Message::Retained { .. })
     }
 
     /// The channel a delivery was published to, or a confirmation's channel;
@@ -154,6 +180,7 @@ impl<P> Message<P> {
             Message::Message { channel, .. }
             | Message::PMessage { channel, .. }
             | Message::SMessage { channel, .. }
+            | Message::Retained { channel, .. }
             | Message::Subscribe { channel, .. }
             | Message::SSubscribe { channel, .. } => Some(channel),
             Message::Unsubscribe { channel, .. } | Message::SUnsubscribe { channel, .. } => {
@@ -165,12 +192,16 @@ impl<P> Message<P> {
         }
     }
 
-    /// The pattern of a `pmessage` or of a pattern confirmation.
+    /// The pattern of a `pmessage`, of a pattern confirmation, or of a
+    /// retained message asked for through a pattern.
     pub fn pattern(&self) -> Option<&Name> {
         match self {
-            Message::PMessage { pattern, .. } | Message::PSubscribe { pattern, .. } => {
-                Some(pattern)
-            }
+            Message::PMessage { pattern, .. }
+            | Message::PSubscribe { pattern, .. }
+            | Message::Retained {
+                source: Source::Pattern(pattern),
+                ..
+            } => Some(pattern),
             Message::PUnsubscribe { pattern, .. } => pattern.as_ref(),
             _ => None,
         }
@@ -181,7 +212,8 @@ impl<P> Message<P> {
         match self {
             Message::Message { payload, .. }
             | Message::PMessage { payload, .. }
-            | Message::SMessage { payload, .. } => Some(payload),
+            | Message::SMessage { payload, .. }
+            | Message::Retained { payload, .. } => Some(payload),
             _ => None,
         }
     }
@@ -191,7 +223,8 @@ impl<P> Message<P> {
         match self {
             Message::Message { payload, .. }
             | Message::PMessage { payload, .. }
-            | Message::SMessage { payload, .. } => Some(payload),
+            | Message::SMessage { payload, .. }
+            | Message::Retained { payload, .. } => Some(payload),
             _ => None,
         }
     }
@@ -210,7 +243,8 @@ impl<P> Message<P> {
     }
 
     /// The subscription a delivery arrived through: its channel, its pattern
-    /// or its shard channel. `None` for confirmations.
+    /// or its shard channel (for a retained message, the subscription that
+    /// asked for it). `None` for confirmations.
     ///
     /// ```
     /// use channelcast::{Broker, Source};
@@ -228,6 +262,7 @@ impl<P> Message<P> {
             Message::Message { channel, .. } => Some(Source::Channel(channel.clone())),
             Message::PMessage { pattern, .. } => Some(Source::Pattern(pattern.clone())),
             Message::SMessage { channel, .. } => Some(Source::Shard(channel.clone())),
+            Message::Retained { source, .. } => Some(source.clone()),
             _ => None,
         }
     }
@@ -294,11 +329,19 @@ impl<P: AsRef<[u8]>> fmt::Display for Message<P> {
                 pattern,
                 channel,
                 payload,
+            }
+            | Message::Retained {
+                source: Source::Pattern(pattern),
+                channel,
+                payload,
             } => write!(
                 f,
                 "{kind} {pattern} {channel}: {}",
                 Printable(payload.as_ref())
             ),
+            Message::Retained {
+                channel, payload, ..
+            } => write!(f, "{kind} {channel}: {}", Printable(payload.as_ref())),
             Message::Subscribe { channel, count } | Message::SSubscribe { channel, count } => {
                 write!(f, "{kind} {channel} ({count})")
             }

@@ -14,6 +14,7 @@
 //!
 //! A thread holding a lock may only take locks further down the list. The
 //! `mailboxes` mutex and the `tap` lock (`redis` feature) are leaves too.
+//! Retention's locks (see `retained`) sit between 3 and 4.
 //!
 //! **Nobody waits while holding a lock.** A publisher that must wait for
 //! room (`Overflow::Block`/`BlockFor`) first marks its channel *busy* in the
@@ -43,6 +44,9 @@
 //!   recomputes that subscriber's pattern deliveries from the current
 //!   table. So the group always matches exactly the subscriptions the
 //!   subscriber's stream has confirmed at that point.
+//! - *Late joiners* (retained messages, beyond Redis): a publish records
+//!   itself in its channel's store under the locks that order it with
+//!   joiners; `retained` has the argument.
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::BTreeMap;
@@ -58,6 +62,7 @@ use smallvec::SmallVec;
 use crate::fast_hash::{shrink_when_sparse, FastMap, Hasher};
 use crate::log::{Entry, Log};
 use crate::mailbox::{Group, Mailbox, Offered, Patience, Refused};
+use crate::retained::Retained;
 use crate::stats::BrokerStats;
 use crate::trie::{PatternKey, PatternTrie};
 use crate::{Glob, Message, Name};
@@ -266,6 +271,8 @@ pub(crate) struct Registry<P> {
     next_id: AtomicU64,
     /// Subscribers evicted by `Overflow::Disconnect` (rare: one atomic).
     evicted: AtomicU64,
+    /// Retained messages for late joiners (beyond Redis; off by default).
+    pub(crate) retained: Retained<P>,
     /// Sees every `Broker::publish` before delivery (the Redis bridge).
     #[cfg(feature = "redis")]
     tap: parking_lot::RwLock<Option<Tap<P>>>,
@@ -330,6 +337,7 @@ impl<P> Registry<P> {
             mailboxes: Mutex::new(FastMap::default()),
             next_id: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            retained: Retained::new(),
             #[cfg(feature = "redis")]
             tap: parking_lot::RwLock::new(None),
             #[cfg(feature = "redis")]
@@ -364,7 +372,8 @@ impl<P> Registry<P> {
     // ---- channels ----------------------------------------------------------
 
     /// Adds `mailbox`'s subscriber to channel `name` in `space` and queues
-    /// `confirmation`, atomically with respect to publishes on `name`.
+    /// `confirmation` (and, with `history`, what `name` retains),
+    /// atomically with respect to publishes on `name`.
     ///
     /// `sole`: this is the subscriber's only subscription. Such a
     /// subscriber joining a channel that already has subscribers reads the
@@ -377,7 +386,10 @@ impl<P> Registry<P> {
         mailbox: &Arc<Mailbox<P>>,
         confirmation: Message<P>,
         sole: bool,
-    ) {
+        history: bool,
+    ) where
+        P: Clone,
+    {
         // Not waiting for a busy mark: the publish in flight planned its
         // deliveries before this subscriber joined. If it reaches this
         // subscriber anyway (through a pattern), its plan lacks the new
@@ -396,7 +408,15 @@ impl<P> Registry<P> {
         });
         let subscribers = shard.map_mut(space).entry(name.clone()).or_default();
         // Under the lock: no delivery on `name` can overtake it.
-        mailbox.confirm(confirmation, stamp);
+        if history {
+            if let Some(stamp) = stamp {
+                mailbox.stamp(stamp);
+            }
+            self.retained
+                .join_channel(space, name, mailbox, confirmation);
+        } else {
+            mailbox.confirm(confirmation, stamp);
+        }
         if sole && mailbox.may_read_log() && subscribers.len() > 0 {
             let log = subscribers.log.get_or_insert_with(|| {
                 Box::new(ChannelLog {
@@ -470,14 +490,18 @@ impl<P> Registry<P> {
     }
 
     /// Adds `mailbox`'s subscriber to `pattern` (creating the pattern's
-    /// entry if it is new) and queues `confirmation`, atomically with
-    /// respect to every publish.
+    /// entry if it is new) and queues `confirmation` (and, with `history`,
+    /// what the matching channels retain), atomically with respect to every
+    /// publish.
     pub(crate) fn add_pattern(
         &self,
         pattern: &Name,
         mailbox: &Arc<Mailbox<P>>,
         confirmation: Message<P>,
-    ) {
+        history: bool,
+    ) where
+        P: Clone,
+    {
         let mut table = self
             .patterns
             .table
@@ -509,7 +533,12 @@ impl<P> Registry<P> {
         let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
         entry.subscribers.add(mailbox);
         let version = self.bump(table.by_seq.len());
-        mailbox.confirm(confirmation, Some(version));
+        if history {
+            self.retained
+                .join_pattern(pattern, mailbox, confirmation, version);
+        } else {
+            mailbox.confirm(confirmation, Some(version));
+        }
     }
 
     /// Removes `mailbox`'s subscriber from `pattern` (dropping the pattern
@@ -530,6 +559,7 @@ impl<P> Registry<P> {
         if let Some(&seq) = table.seq_of.get(pattern.as_bytes()) {
             let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
             entry.subscribers.remove(mailbox);
+            mailbox.forget_history(pattern);
             if entry.subscribers.list.is_empty() {
                 if entry.in_trie {
                     table.trie.remove(Glob::new(pattern).tokens(), seq);
@@ -605,12 +635,15 @@ impl<P> Registry<P> {
             dropped += stats.dropped;
             pushed_out += stats.pushed_out;
         }
-        BrokerStats {
+        let mut stats = BrokerStats {
             published,
             delivered: queued.saturating_sub(pushed_out),
             dropped: dropped + pushed_out,
             disconnected: self.evicted.load(Ordering::Relaxed),
-        }
+            ..BrokerStats::default()
+        };
+        self.retained.fill(&mut stats);
+        stats
     }
 
     /// The number of distinct live patterns.
@@ -782,6 +815,8 @@ impl<P: Clone> Registry<P> {
     pub(crate) fn publish_lagged(&self, space: Space, channel: &[u8], missed: u64) {
         let stripe = self.stripe(channel);
         let shard = stripe.lock_idle(space, channel);
+        // Retained messages never span a gap: drop what came before it.
+        self.retained.clear(space, channel);
         let exact = shard.map(space).get(channel);
         let table = (space == Space::Channel && self.numpat() > 0).then(|| {
             self.patterns
@@ -833,7 +868,10 @@ impl<P: Clone> Registry<P> {
             Space::Channel => self.patterns.count.load(Ordering::Acquire),
             Space::Shard => 0,
         };
-        let table = (patterns > 0).then(|| {
+        // Retained channels record under the table's read lock too (see `retained`).
+        let keep = self.retained.depth(space, channel);
+        let retained_here = keep > 0 && space == Space::Channel;
+        let table = (patterns > 0 || retained_here).then(|| {
             self.patterns
                 .table
                 .read()
@@ -863,6 +901,9 @@ impl<P: Clone> Registry<P> {
                 .map(|e| e.subscribers.list.len())
                 .sum::<usize>();
         let total = queued_to + readers;
+        if keep > 0 {
+            self.retained.record(space, channel, &payload, keep);
+        }
         if total == 0 {
             drop(matched);
             drop(table);
@@ -915,6 +956,9 @@ impl<P: Clone> Registry<P> {
             shard.busy.push((space, busy_name.clone()));
             drop(shard);
             tally.busy = Some((space, busy_name.clone()));
+            // A retained publish is in the snapshots of pattern joiners
+            // that come while it delivers (see `retained`).
+            let recorded = (keep > 0).then_some(version);
             let start = Instant::now();
             for (mailbox, exact_too, mut group) in groups {
                 let patience = Patience::Until(
@@ -936,7 +980,7 @@ impl<P: Clone> Registry<P> {
                             // itself since the plan (see `add_channel`).
                             let exact_too = exact_too || self.holds(space, channel, &mailbox);
                             let (fresh, redone) =
-                                self.regroup(&mailbox, exact_too, &make, channel, again);
+                                self.regroup(&mailbox, exact_too, &make, channel, again, recorded);
                             version = fresh;
                             group = redone;
                         }
@@ -1024,7 +1068,8 @@ impl<P: Clone> Registry<P> {
                     let Some(payload) = group.first().and_then(Message::payload).cloned() else {
                         return;
                     };
-                    let (fresh, redone) = self.regroup(mailbox, exact_too, make, channel, payload);
+                    let (fresh, redone) =
+                        self.regroup(mailbox, exact_too, make, channel, payload, None);
                     version = fresh;
                     *group = redone;
                 }
@@ -1044,7 +1089,9 @@ impl<P: Clone> Registry<P> {
     }
 
     /// Recomputes one subscriber's group from the current pattern table;
-    /// returns the table version it reflects.
+    /// returns the table version it reflects. `recorded`: the table version
+    /// at which this publish was retained, if it was; patterns joined with
+    /// history since then already hold it, and get no `pmessage`.
     fn regroup(
         &self,
         mailbox: &Arc<Mailbox<P>>,
@@ -1052,6 +1099,7 @@ impl<P: Clone> Registry<P> {
         make: &impl Fn(P) -> Message<P>,
         channel: &[u8],
         payload: P,
+        recorded: Option<u64>,
     ) -> (u64, Group<P>) {
         let table = self
             .patterns
@@ -1063,6 +1111,11 @@ impl<P: Clone> Registry<P> {
             .matching(channel)
             .into_iter()
             .filter(|entry| entry.subscribers.contains(mailbox))
+            .filter(|entry| {
+                recorded.map_or(true, |at| {
+                    !mailbox.joined_with_history_after(&entry.name, at)
+                })
+            })
             .map(|entry| &entry.name)
             .collect();
         let mut payload = Payload {

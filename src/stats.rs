@@ -5,8 +5,9 @@
 /// stopping publishers (a publish in progress may be partly counted).
 ///
 /// Once every publish has returned, `delivered + dropped` is the sum of
-/// what `publish` and `spublish` returned, and `delivered` and `dropped`
-/// are the sums of every subscriber's deliveries and losses (see
+/// what `publish` and `spublish` returned plus `replayed` (0 unless
+/// retained messages were asked for), and `delivered` and `dropped` are
+/// the sums of every subscriber's deliveries and losses (see
 /// [`SubscriberStats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -23,6 +24,24 @@ pub struct BrokerStats {
     pub dropped: u64,
     /// Subscribers evicted by [`Overflow::Disconnect`](crate::Overflow::Disconnect).
     pub disconnected: u64,
+    /// Messages retained now for late joiners, all channels together (see
+    /// [`Broker::retain_last`](crate::Broker::retain_last)).
+    pub retained: u64,
+    /// Payload bytes retained now, once a byte cap is set with
+    /// [`Broker::limit_retained_bytes`](crate::Broker::limit_retained_bytes)
+    /// (0 before).
+    pub retained_bytes: u64,
+    /// Channels and shard channels retaining at least one message now.
+    pub retained_channels: u64,
+    /// Retained messages dropped to stay within
+    /// [`Broker::limit_retained`](crate::Broker::limit_retained) or
+    /// [`Broker::limit_retained_bytes`](crate::Broker::limit_retained_bytes)
+    /// (not those a channel's own count replaces).
+    pub retained_evicted: u64,
+    /// Retained messages offered to late joiners
+    /// ([`Message::Retained`](crate::Message::Retained)), queued or dropped
+    /// by their bound; they are also counted in `delivered` or `dropped`.
+    pub replayed: u64,
 }
 
 /// Counters of one subscriber, from [`Subscriber::stats`](crate::Subscriber::stats).

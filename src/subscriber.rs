@@ -69,11 +69,16 @@ impl<P> Registry<P> {
         mailbox: &Arc<Mailbox<P>>,
         confirm: Message<P>,
         sole: bool,
-    ) {
+        history: bool,
+    ) where
+        P: Clone,
+    {
         match family {
-            Family::Channel => self.add_channel(Space::Channel, name, mailbox, confirm, sole),
-            Family::Shard => self.add_channel(Space::Shard, name, mailbox, confirm, sole),
-            Family::Pattern => self.add_pattern(name, mailbox, confirm),
+            Family::Channel => {
+                self.add_channel(Space::Channel, name, mailbox, confirm, sole, history);
+            }
+            Family::Shard => self.add_channel(Space::Shard, name, mailbox, confirm, sole, history),
+            Family::Pattern => self.add_pattern(name, mailbox, confirm, history),
         }
     }
 
@@ -134,7 +139,7 @@ impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
         I: IntoIterator,
         I::Item: Into<Name>,
     {
-        self.subscribe_in(Family::Channel, channels)
+        self.subscribe_in(Family::Channel, channels, false)
     }
 
     /// Subscribes to each glob pattern in `patterns` (Redis `PSUBSCRIBE`)
@@ -154,7 +159,7 @@ impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
         I: IntoIterator,
         I::Item: Into<Name>,
     {
-        self.subscribe_in(Family::Pattern, patterns)
+        self.subscribe_in(Family::Pattern, patterns, false)
     }
 
     /// Subscribes to each shard channel in `channels` (Redis `SSUBSCRIBE`)
@@ -169,7 +174,7 @@ impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
         I: IntoIterator,
         I::Item: Into<Name>,
     {
-        self.subscribe_in(Family::Shard, channels)
+        self.subscribe_in(Family::Shard, channels, false)
     }
 
     /// Unsubscribes from each channel in `channels` (Redis `UNSUBSCRIBE`)
@@ -269,7 +274,14 @@ impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
         self.unsubscribe_every(Family::Shard)
     }
 
-    fn subscribe_in<I>(&self, family: Family, names: I) -> Result<usize, SubscribeError>
+    /// Subscribes to `names` in `family`; with `history`, each new name's
+    /// confirmation is followed by what it retains (see `retained`).
+    pub(crate) fn subscribe_in<I>(
+        &self,
+        family: Family,
+        names: I,
+        history: bool,
+    ) -> Result<usize, SubscribeError>
     where
         I: IntoIterator,
         I::Item: Into<Name>,
@@ -287,7 +299,7 @@ impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
             let confirmation = family.subscribed(name.clone(), held.count(family));
             if newly {
                 let sole = family != Family::Pattern && held.total() == 1;
-                registry.add(family, &name, &self.mailbox, confirmation, sole);
+                registry.add(family, &name, &self.mailbox, confirmation, sole, history);
             } else {
                 self.mailbox.confirm(confirmation, None);
             }

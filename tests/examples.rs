@@ -148,6 +148,27 @@ fn workers_acknowledge_every_command_sent_to_them_and_nothing_else() {
         ))
     };
     let acks: Vec<_> = out.lines().filter_map(status).collect();
+    // The late monitor sees each worker's last status (#3), then what
+    // follows (the three "bye" in any order).
+    let mut monitor: Vec<&str> = (out.lines())
+        .filter_map(|line| line.trim().strip_prefix("monitor: status."))
+        .collect();
+    assert_eq!(monitor.len(), 8, "{out}");
+    monitor[5..].sort_unstable();
+    assert_eq!(
+        monitor,
+        [
+            "db1   #3 /var 87% used (retained)",
+            "web1  #3 /var 57% used (retained)",
+            "web2  #3 /var 58% used (retained)",
+            "db1   #4 orders saved to /backups/orders.rdb",
+            "web1  #5 now running v1.4.2",
+            "db1   #6 bye",
+            "web1  #6 bye",
+            "web2  #6 bye",
+        ],
+        "{out}"
+    );
     let pool: BTreeSet<String> = (acks.iter())
         .filter(|(_, id, result)| *id == 0 && result == "online")
         .map(|(worker, ..)| worker.clone())
@@ -210,13 +231,14 @@ fn replicas_apply_the_same_updates_in_the_same_order() {
             (counts, fingerprint)
         })
         .collect();
-    assert_eq!(replicas.len(), 3, "{out}");
+    assert_eq!(replicas.len(), 4, "{out}"); // the last one joined late
     for (counts, fingerprint) in &replicas {
         assert_eq!(*counts, "1200 of 1200", "{out}");
         assert_eq!(*fingerprint, replicas[0].1, "{out}");
     }
     assert!(out.contains("in the order it sent them: yes."), "{out}");
     assert!(out.contains("hold the same store: yes."), "{out}");
+    assert!(out.contains("applied each exactly once."), "{out}");
 }
 
 #[test]
