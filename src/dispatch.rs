@@ -7,7 +7,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::select;
 
 use crate::fast_hash::FastMap;
-use crate::{Message, Name, Stopper, SubscribeError, Subscriber, TryRecvError};
+use crate::{Message, Name, Source, Stopper, SubscribeError, Subscriber, TryRecvError};
 
 type Handler<'a, P> = Box<dyn FnMut(&Message<P>) + Send + 'a>;
 type LagHandler<'a> = Box<dyn FnMut(u64) + Send + 'a>;
@@ -181,6 +181,13 @@ impl<'a, P: Clone + Send + Sync + 'static> Dispatcher<'a, P> {
             Message::Message { channel, .. } => (&mut self.channels, channel),
             Message::PMessage { pattern, .. } => (&mut self.patterns, pattern),
             Message::SMessage { channel, .. } => (&mut self.shards, channel),
+            // A late joiner's history goes to the handler of the name that
+            // asked for it, like the live messages after it.
+            Message::Retained { source, .. } => match source {
+                Source::Channel(name) => (&mut self.channels, name),
+                Source::Pattern(name) => (&mut self.patterns, name),
+                Source::Shard(name) => (&mut self.shards, name),
+            },
             Message::Lagged { missed } => {
                 if let Some(lagged) = &mut self.lagged {
                     lagged(*missed);

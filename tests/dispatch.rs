@@ -335,3 +335,25 @@ fn a_plain_loop_stops_through_select_on_ready_and_the_signal() {
     let got = within("the stopped plain loop", move || worker.join().unwrap());
     assert_eq!(got, 5);
 }
+
+#[test]
+fn retained_messages_reach_the_handler_of_the_name_that_asked_for_them() {
+    let broker = Broker::new();
+    broker.retain_last("status.a", 1);
+    broker.publish("status.a", "up");
+    let sub = broker.subscriber();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut dispatcher = Dispatcher::new();
+    let log = Arc::clone(&seen);
+    dispatcher.on_pattern("status.*", move |msg: &Message| {
+        log.lock()
+            .unwrap()
+            .push(format!("{}:{}", msg.kind(), msg.payload_str().unwrap()));
+    });
+    sub.psubscribe_with_history(["status.*"]).unwrap();
+    broker.publish("status.a", "down");
+    while let Ok(msg) = sub.try_recv() {
+        dispatcher.dispatch(&msg);
+    }
+    assert_eq!(*seen.lock().unwrap(), ["retained:up", "pmessage:down"]);
+}
