@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::registry::{Registry, Space};
-use crate::{BrokerStats, Glob, Name, Subscriber, SubscriberBuilder};
+use crate::{BrokerStats, Glob, Name, Subscriber};
 
 /// An in-process Redis Pub/Sub server.
 ///
@@ -120,12 +120,6 @@ impl<P: Clone + Send + Sync + 'static> Broker<P> {
     /// its own methods.
     pub fn subscriber(&self) -> Subscriber<P> {
         Subscriber::new(&self.registry, None, true)
-    }
-
-    /// Starts building a subscriber with a bounded queue and an
-    /// [`Overflow`](crate::Overflow) policy; see [`SubscriberBuilder`].
-    pub fn subscriber_builder(&self) -> SubscriberBuilder<'_, P> {
-        SubscriberBuilder::new(self)
     }
 
     /// The broker-wide counters (published, delivered, dropped,

@@ -46,6 +46,15 @@ fn payload_len<P: AsRef<[u8]>>(payload: &P) -> usize {
     payload.as_ref().len()
 }
 
+impl<P: Clone + Send + Sync + 'static> Broker<P> {
+    /// Starts building a subscriber with a bounded queue and an
+    /// [`Overflow`] policy, or without confirmations; see
+    /// [`SubscriberBuilder`].
+    pub fn subscriber_builder(&self) -> SubscriberBuilder<'_, P> {
+        SubscriberBuilder::new(self)
+    }
+}
+
 impl<'a, P: Clone + Send + Sync + 'static> SubscriberBuilder<'a, P> {
     pub(crate) fn new(broker: &'a Broker<P>) -> Self {
         SubscriberBuilder {

@@ -63,6 +63,7 @@ use crate::fast_hash::{shrink_when_sparse, FastMap, Hasher};
 use crate::log::{Entry, Log};
 use crate::mailbox::{Group, Mailbox, Offered, Patience, Refused};
 use crate::retained::Retained;
+pub(crate) use crate::space::Space;
 use crate::stats::BrokerStats;
 use crate::trie::{PatternKey, PatternTrie};
 use crate::{Glob, Message, Name};
@@ -71,15 +72,6 @@ use crate::{Glob, Message, Name};
 /// channel, payload), under the channel's lock: it must never block.
 #[cfg(feature = "redis")]
 pub(crate) type Tap<P> = Arc<dyn Fn(Space, &[u8], &P) + Send + Sync>;
-
-/// Which of the two channel namespaces a shard map serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Space {
-    /// `SUBSCRIBE` / `PUBLISH`.
-    Channel,
-    /// `SSUBSCRIBE` / `SPUBLISH`.
-    Shard,
-}
 
 /// The subscribers of one channel or pattern. Most names have one or two,
 /// so the first lives inline.
