@@ -439,14 +439,7 @@ impl<P> Mailbox<P> {
                     }
                     Overflow::DropNewest | Overflow::Block | Overflow::BlockFor(_) => {
                         for message in group.drain(..) {
-                            let weight = bound.weigh(&message);
-                            if Self::fits(&inner, bound, weight) {
-                                Self::push_delivery(&mut inner, message, weight);
-                                offered.queued += 1;
-                            } else {
-                                offered.dropped += 1;
-                                Self::lose(&mut inner, 1);
-                            }
+                            Self::push_or_lose(&mut inner, bound, message, &mut offered);
                         }
                     }
                 }
@@ -470,6 +463,23 @@ impl<P> Mailbox<P> {
             let weight = bound.weigh(&message);
             Self::push_delivery(inner, message, weight);
             offered.queued += 1;
+        }
+    }
+
+    /// Queues one delivery if it fits, or drops it and reports the loss.
+    fn push_or_lose(
+        inner: &mut Inner<P>,
+        bound: &Bound<P>,
+        message: Message<P>,
+        offered: &mut Offered,
+    ) {
+        let weight = bound.weigh(&message);
+        if Self::fits(inner, bound, weight) {
+            Self::push_delivery(inner, message, weight);
+            offered.queued += 1;
+        } else {
+            offered.dropped += 1;
+            Self::lose(inner, 1);
         }
     }
 
@@ -592,7 +602,7 @@ impl<P> Mailbox<P> {
     ) -> Offered {
         let mut inner = self.inner.lock();
         if let Some((pattern, stamp)) = pattern {
-            inner.stamp = inner.stamp.max(stamp);
+            self.restamp(&mut inner, stamp);
             inner.history.retain(|(held, _)| held != pattern);
             inner.history.push((pattern.clone(), stamp));
         }
@@ -616,13 +626,7 @@ impl<P> Mailbox<P> {
                         offered.pushed_out += 1;
                     }
                 }
-                if Self::fits(&inner, bound, weight) {
-                    Self::push_delivery(&mut inner, message, weight);
-                    offered.queued += 1;
-                } else {
-                    offered.dropped += 1;
-                    Self::lose(&mut inner, 1);
-                }
+                Self::push_or_lose(&mut inner, bound, message, &mut offered);
             }
             inner.dropped += offered.pushed_out;
         }
