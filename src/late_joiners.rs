@@ -115,7 +115,7 @@ impl<P: Clone + Send + Sync + 'static> Broker<P> {
     /// but channels that retained first keep their share, so make room by
     /// lowering counts or clearing. Setting a cap below what is retained
     /// evicts oldest messages at once. Evictions are counted in
-    /// [`BrokerStats::retained_evicted`]. Under concurrent publishes on
+    /// [`BrokerStats::retained_evicted`](crate::BrokerStats::retained_evicted). Under concurrent publishes on
     /// different channels, a store may give up a message more than
     /// strictly needed.
     ///
@@ -143,7 +143,7 @@ impl<P: AsRef<[u8]> + Clone + Send + Sync + 'static> Broker<P> {
     /// Caps the payload bytes retained by all channels together (each
     /// message counts its payload's length, at least 1), with the policy of
     /// [`limit_retained`](Broker::limit_retained). From the first call on,
-    /// [`BrokerStats::retained_bytes`] reports the retained payload bytes.
+    /// [`BrokerStats::retained_bytes`](crate::BrokerStats::retained_bytes) reports the retained payload bytes.
     pub fn limit_retained_bytes(&self, max_bytes: usize) {
         self.registry
             .retained
@@ -156,7 +156,7 @@ impl<P: AsRef<[u8]> + Clone + Send + Sync + 'static> Broker<P> {
 /// The `*_with_history` calls work as their plain counterparts, and also
 /// queue, right behind each new name's confirmation and before any live
 /// message on it, the messages the broker retains for what the name
-/// covers (see [`Broker::retain_last`]), as [`Message::Retained`], oldest
+/// covers (see [`Broker::retain_last`]), as [`Message::Retained`](crate::Message::Retained), oldest
 /// first. For every channel, the retained messages followed by the live
 /// ones are exactly the channel's publishes from some point on: no gap, no
 /// duplicate, even while others publish. A name the subscriber already
@@ -164,7 +164,7 @@ impl<P: AsRef<[u8]> + Clone + Send + Sync + 'static> Broker<P> {
 /// flow). Retained messages count against a bounded subscriber's bound; one
 /// that does not fit is dropped (pushed out of the way under
 /// [`Overflow::DropOldest`](crate::Overflow::DropOldest)) and reported as a
-/// [`Message::Lagged`], never waited for and never a reason for eviction.
+/// [`Message::Lagged`](crate::Message::Lagged), never waited for and never a reason for eviction.
 impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
     /// [`subscribe`](Subscriber::subscribe), then each channel's retained
     /// messages right behind its confirmation.
