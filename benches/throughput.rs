@@ -42,6 +42,9 @@
 //!   channels, `10k_live_on_self`: the churning subscriber holds them itself.
 //!   Throughput counts cycles.
 //!
+//! - `delivery_kind/{channel,pattern}`: one thread publishes 100 messages
+//!   to one subscriber holding the channel, or only a matching pattern, and
+//!   receives them: what a pattern delivery costs next to a channel one.
 //! - `single_thread/N` (N = 1, 100): one thread publishes 100 messages to N
 //!   subscribers, then drains every queue; the same four contenders as
 //!   `fanout`. No thread hand-off, so these ratios are the steadiest.
@@ -503,6 +506,37 @@ fn churn(c: &mut Criterion) {
 /// One thread publishes a batch of 100 messages to N subscribers, then drains
 /// every queue: the cost per delivery without any thread hand-off, so the
 /// ratios are not blurred by threads going to sleep and waking up.
+/// `delivery_kind`: one thread publishes 100 messages to one subscriber and
+/// receives them, the subscriber holding the channel itself (`channel`) or
+/// only a pattern that matches it (`pattern`, the channel has no exact
+/// subscriber). Compares the cost of a pattern delivery with a channel one.
+fn delivery_kind(c: &mut Criterion) {
+    const MESSAGES: usize = 100;
+    let mut group = group(c, "delivery_kind");
+    group.throughput(elements(MESSAGES));
+    let payload = payload();
+    for (name, pattern) in [("channel", false), ("pattern", true)] {
+        let broker = Broker::new();
+        let sub = broker.subscriber_builder().confirmations(false).build();
+        if pattern {
+            sub.psubscribe(["fan*"]).unwrap();
+        } else {
+            sub.subscribe([FANOUT_CHANNEL]).unwrap();
+        }
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for _ in 0..MESSAGES {
+                    broker.publish(FANOUT_CHANNEL, payload.clone());
+                }
+                for _ in 0..MESSAGES {
+                    black_box(sub.try_recv().unwrap());
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
 fn single_thread(c: &mut Criterion) {
     const MESSAGES: usize = 100;
     for n in [1, 100] {
@@ -584,6 +618,7 @@ criterion_group!(
     one_to_one,
     fanout,
     single_thread,
+    delivery_kind,
     publishers,
     publish_only,
     churn

@@ -934,7 +934,7 @@ impl<P: Clone> Registry<P> {
             let plan = plan(exact.map(|(_, subs)| subs), &matched);
             let mut groups: SmallVec<[Owned<P>; 4]> = SmallVec::new();
             for (mailbox, exact_too, patterns) in &plan {
-                let group = Self::group(&make, *exact_too, patterns, channel, &mut payload);
+                let group = Self::group(&make, *exact_too, patterns, channel_name, &mut payload);
                 groups.push((Arc::clone(mailbox), *exact_too, group));
             }
             let kept = payload.payload.take();
@@ -993,10 +993,26 @@ impl<P: Clone> Registry<P> {
                     mailbox, &mut group, version, true, &make, channel, &mut tally,
                 );
             }
+        } else if matched.len() == 1 && exact.map_or(true, |(_, subs)| subs.list.is_empty()) {
+            // One pattern and nobody holding the channel queue-fed: each
+            // subscriber appears once, with one `pmessage`, no grouping needed.
+            let entry = matched[0];
+            for mailbox in &entry.subscribers.list {
+                let mut group: Group<P> = SmallVec::new();
+                group.push(Message::PMessage {
+                    pattern: entry.name.clone(),
+                    channel: channel_name.clone(),
+                    payload: payload.next(),
+                });
+                self.offer_now(
+                    mailbox, &mut group, version, false, &make, channel, &mut tally,
+                );
+            }
         } else {
             let plan = plan(exact.map(|(_, subs)| subs), &matched);
             for (mailbox, exact_too, patterns) in &plan {
-                let mut group = Self::group(&make, *exact_too, patterns, channel, &mut payload);
+                let mut group =
+                    Self::group(&make, *exact_too, patterns, channel_name, &mut payload);
                 self.offer_now(
                     mailbox, &mut group, version, *exact_too, &make, channel, &mut tally,
                 );
@@ -1015,22 +1031,19 @@ impl<P: Clone> Registry<P> {
         make: &impl Fn(P) -> Message<P>,
         exact_too: bool,
         patterns: &[&Name],
-        channel: &[u8],
+        channel: &Name,
         payload: &mut Payload<P>,
     ) -> Group<P> {
         let mut group: Group<P> = SmallVec::new();
         if exact_too {
             group.push(make(payload.next()));
         }
-        if !patterns.is_empty() {
-            let channel = channel_of(&group, channel);
-            for pattern in patterns {
-                group.push(Message::PMessage {
-                    pattern: (*pattern).clone(),
-                    channel: channel.clone(),
-                    payload: payload.next(),
-                });
-            }
+        for pattern in patterns {
+            group.push(Message::PMessage {
+                pattern: (*pattern).clone(),
+                channel: channel.clone(),
+                payload: payload.next(),
+            });
         }
         group
     }
@@ -1114,7 +1127,8 @@ impl<P: Clone> Registry<P> {
             left: usize::from(exact_too) + patterns.len(),
             payload: Some(payload),
         };
-        let group = Self::group(make, exact_too, &patterns, channel, &mut payload);
+        let name = Name::recent(channel);
+        let group = Self::group(make, exact_too, &patterns, &name, &mut payload);
         (version, group)
     }
 }
@@ -1130,16 +1144,6 @@ fn message<P>(space: Space, channel: &Name, payload: P) -> Message<P> {
         Space::Channel => Message::Message { channel, payload },
         Space::Shard => Message::SMessage { channel, payload },
     }
-}
-
-/// The channel name a group's `pmessage`s carry: the one its `message`
-/// already has, or a new one.
-fn channel_of<P>(group: &Group<P>, channel: &[u8]) -> Name {
-    group
-        .first()
-        .and_then(Message::channel)
-        .cloned()
-        .unwrap_or_else(|| Name::recent(channel))
 }
 
 /// Who gets what from one publish: each subscriber once, with whether it
