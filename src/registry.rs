@@ -390,14 +390,13 @@ impl<P> Registry<P> {
         // Later publishes wait for the mark, and see the subscription.
         let stripe = self.stripe(name);
         let mut shard = stripe.shard.lock();
-        let stamp = (space == Space::Channel && shard.is_busy(space, name)).then(|| {
-            let table = self
-                .patterns
+        let table = (space == Space::Channel && shard.is_busy(space, name)).then(|| {
+            self.patterns
                 .table
                 .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.bump(table.by_seq.len())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         });
+        let stamp = table.as_ref().map(|_| self.next_version());
         let subscribers = shard.map_mut(space).entry(name.clone()).or_default();
         // Under the lock: no delivery on `name` can overtake it.
         if history {
@@ -409,6 +408,10 @@ impl<P> Registry<P> {
         } else {
             mailbox.confirm(confirmation, stamp);
         }
+        if let (Some(table), Some(stamp)) = (&table, stamp) {
+            self.publish_version(stamp, table.by_seq.len());
+        }
+        drop(table);
         if sole && mailbox.may_read_log() && subscribers.len() > 0 {
             let log = subscribers.log.get_or_insert_with(|| {
                 Box::new(ChannelLog {
@@ -474,11 +477,19 @@ impl<P> Registry<P> {
 
     /// Stores a new table version (and pattern count) and returns the
     /// version. Called under the table's write lock.
-    fn bump(&self, count: usize) -> u64 {
+    fn next_version(&self) -> u64 {
+        self.patterns.version.load(Ordering::Relaxed) + 1
+    }
+
+    /// Makes `version` (from [`next_version`](Registry::next_version)) and
+    /// the pattern count visible to publishers. Called under the table's
+    /// write lock, *after* the change's confirmation is queued with that
+    /// version as its stamp: a publisher that reads the table without its
+    /// lock (no patterns) must never see a version whose confirmation is
+    /// not in the stream yet, or it could deliver past it.
+    fn publish_version(&self, version: u64, count: usize) {
         self.patterns.count.store(count as u64, Ordering::Release);
-        let version = self.patterns.version.load(Ordering::Relaxed) + 1;
         self.patterns.version.store(version, Ordering::Release);
-        version
     }
 
     /// Adds `mailbox`'s subscriber to `pattern` (creating the pattern's
@@ -524,13 +535,14 @@ impl<P> Registry<P> {
         };
         let entry = table.by_seq.get_mut(&seq).expect("seq_of and by_seq agree");
         entry.subscribers.add(mailbox);
-        let version = self.bump(table.by_seq.len());
+        let version = self.next_version();
         if history {
             self.retained
                 .join_pattern(pattern, mailbox, confirmation, version);
         } else {
             mailbox.confirm(confirmation, Some(version));
         }
+        self.publish_version(version, table.by_seq.len());
     }
 
     /// Removes `mailbox`'s subscriber from `pattern` (dropping the pattern
@@ -561,11 +573,12 @@ impl<P> Registry<P> {
                 shrink_when_sparse(&mut table.seq_of);
             }
         }
-        let version = self.bump(table.by_seq.len());
+        let version = self.next_version();
         match confirmation {
             Some(confirmation) => mailbox.confirm(confirmation, Some(version)),
             None => mailbox.stamp(version),
         }
+        self.publish_version(version, table.by_seq.len());
     }
 
     /// Removes every subscription in `held` silently: what dropping a
