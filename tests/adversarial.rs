@@ -4,12 +4,16 @@
 //! wake-ups. Every wait is time-boxed, so a hang fails the test instead of
 //! stalling the suite.
 
+#[path = "common/wait.rs"]
+mod wait;
+
 use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use wait::within;
 
 use channelcast::{
     glob_match, Broker, Message, Name, Overflow, RecvTimeoutError, SubscribeError, Subscriber,
@@ -21,14 +25,6 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver};
 const HANG: Duration = Duration::from_secs(20);
 /// Long enough for a spawned publisher to reach its wait.
 const SETTLE: Duration = Duration::from_millis(100);
-
-/// Runs `work` on its own thread; the test fails if it takes longer than
-/// `HANG` (the thread is left behind).
-fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let done = spawn_boxed(work);
-    done.recv_timeout(HANG)
-        .unwrap_or_else(|_| panic!("{what}: did not finish within {HANG:?} (a hang)"))
-}
 
 /// Runs `work` on its own thread; its result arrives on the receiver.
 fn spawn_boxed<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Receiver<T> {

@@ -8,13 +8,16 @@
 //! and `recv_timeout` around it), so a hang fails the test instead of
 //! hanging the run.
 
+#[path = "common/wait.rs"]
+mod wait;
+
 use std::future::{poll_fn, Future};
-use std::panic::{self, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::{mpsc, Arc, Barrier};
 use std::task::Poll;
 use std::thread;
 use std::time::Duration;
+use wait::within;
 
 use channelcast::{Broker, Message, MessageStream, Overflow, RecvError, Subscriber};
 use futures_core::{FusedStream, Stream};
@@ -45,20 +48,6 @@ fn on_both_runtimes<F: Future<Output = ()>>(test: impl Fn() -> F) {
             outcome.is_ok(),
             "{flavour} runtime: did not finish within {PATIENCE:?}"
         );
-    }
-}
-
-/// Runs `work` in a thread and returns its result, failing the test if it
-/// takes longer than [`PATIENCE`].
-fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(work)));
-    });
-    match rx.recv_timeout(PATIENCE) {
-        Ok(Ok(value)) => value,
-        Ok(Err(panic)) => panic::resume_unwind(panic),
-        Err(timeout) => panic!("{what} did not finish within {PATIENCE:?} ({timeout})"),
     }
 }
 

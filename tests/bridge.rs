@@ -12,15 +12,17 @@
 #[path = "common/redis.rs"]
 mod redis_support;
 
+#[path = "common/wait.rs"]
+mod wait;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
+use wait::{deliveries, eventually, nothing_more};
 
-use channelcast::{
-    Bridge, BridgeError, BridgeOverflow, Broker, ConnectError, Message, Overflow, Subscriber,
-};
+use channelcast::{Bridge, BridgeError, BridgeOverflow, Broker, ConnectError, Message, Overflow};
 use redis_support::{Reply, Server};
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -36,43 +38,11 @@ fn bridged(url: &str) -> (Broker, Bridge) {
     (broker, bridge)
 }
 
-/// Receives deliveries until `n` have arrived (confirmations skipped).
-fn deliveries(sub: &Subscriber, n: usize) -> Vec<Message> {
-    let deadline = Instant::now() + PATIENCE;
-    let mut got = Vec::new();
-    while got.len() < n {
-        let msg = sub
-            .recv_deadline(deadline)
-            .unwrap_or_else(|e| panic!("{e}: got {} of {n}", got.len()));
-        if msg.is_delivery() {
-            got.push(msg);
-        }
-    }
-    got
-}
-
 fn payloads(messages: &[Message]) -> Vec<String> {
     messages
         .iter()
         .map(|m| m.payload_str().unwrap().to_owned())
         .collect()
-}
-
-/// Asserts nothing more arrives for a short while.
-fn nothing_more(sub: &Subscriber) {
-    let extra: Vec<_> = std::iter::from_fn(|| sub.recv_timeout(Duration::from_millis(200)).ok())
-        .filter(Message::is_delivery)
-        .collect();
-    assert!(extra.is_empty(), "unexpected: {extra:?}");
-}
-
-/// Waits (time-boxed) until `done` holds.
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

@@ -11,9 +11,13 @@
 #[path = "common/redis.rs"]
 mod redis_support;
 
+#[path = "common/wait.rs"]
+mod wait;
+
 use std::collections::BTreeMap;
 use std::thread;
 use std::time::{Duration, Instant};
+use wait::{eventually, nothing_more};
 
 use channelcast::{Bridge, Broker, Message, Subscriber};
 use redis_support::{Cluster, Server};
@@ -83,22 +87,6 @@ fn read_until(sub: &Subscriber, got: &mut Got, done: impl Fn(&Got) -> bool) {
             }
             _ => {}
         }
-    }
-}
-
-/// Asserts nothing more arrives for a short while.
-fn nothing_more(sub: &Subscriber) {
-    let extra: Vec<_> = std::iter::from_fn(|| sub.recv_timeout(Duration::from_millis(100)).ok())
-        .filter(Message::is_delivery)
-        .collect();
-    assert!(extra.is_empty(), "unexpected: {extra:?}");
-}
-
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -12,12 +12,15 @@
 #[path = "common/redis.rs"]
 mod redis_support;
 
+#[path = "common/wait.rs"]
+mod wait;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use wait::{deliveries, eventually, nothing_more};
 
-use channelcast::{Bridge, BridgeError, Broker, ConnectError, Message, Subscriber};
+use channelcast::{Bridge, BridgeError, Broker, ConnectError, Message};
 use redis_support::Server;
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -180,43 +183,11 @@ fn bridged(url: &str, ca: &Path) -> (Broker, Bridge) {
     (broker, bridge)
 }
 
-/// Receives deliveries until `n` have arrived (confirmations skipped).
-fn deliveries(sub: &Subscriber, n: usize) -> Vec<Message> {
-    let deadline = Instant::now() + PATIENCE;
-    let mut got = Vec::new();
-    while got.len() < n {
-        let msg = sub
-            .recv_deadline(deadline)
-            .unwrap_or_else(|e| panic!("{e}: got {} of {n}", got.len()));
-        if msg.is_delivery() {
-            got.push(msg);
-        }
-    }
-    got
-}
-
 fn payloads(messages: &[Message]) -> Vec<String> {
     messages
         .iter()
         .map(|m| String::from_utf8_lossy(m.payload().unwrap()).into_owned())
         .collect()
-}
-
-/// Asserts nothing more arrives for a short while.
-fn nothing_more(sub: &Subscriber) {
-    let extra: Vec<_> = std::iter::from_fn(|| sub.recv_timeout(Duration::from_millis(200)).ok())
-        .filter(Message::is_delivery)
-        .collect();
-    assert!(extra.is_empty(), "unexpected: {extra:?}");
-}
-
-/// Waits (time-boxed) until `done` holds.
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

@@ -2,31 +2,20 @@
 //! a handler holds a `Broker`), the spawned form, why a loop ended, and lag
 //! and eviction always reaching a handler or the report.
 
+#[path = "common/wait.rs"]
+mod wait;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
+use wait::within;
 
 use channelcast::{Broker, Dispatcher, Ended, Message, Overflow, RunReport, Stopper};
 
 /// Long enough for a loaded 2-core machine, short enough that a hang fails.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Runs `work` in a thread and returns its result, failing the test if it
-/// takes longer than [`PATIENCE`] (instead of hanging the test run).
-fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let result = panic::catch_unwind(AssertUnwindSafe(work));
-        let _ = tx.send(result);
-    });
-    match rx.recv_timeout(PATIENCE) {
-        Ok(Ok(value)) => value,
-        Ok(Err(panic)) => panic::resume_unwind(panic),
-        Err(timeout) => panic!("{what} did not finish within {PATIENCE:?} ({timeout})"),
-    }
-}
 
 #[test]
 fn run_until_stops_a_loop_whose_handler_holds_a_broker() {

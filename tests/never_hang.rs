@@ -3,29 +3,21 @@
 //! in every stream, exact counts, bad input and panics half way through a
 //! publish. Every wait is time-boxed, so a hang fails the test.
 
+#[path = "common/wait.rs"]
+mod wait;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use wait::within;
 
 use channelcast::{Broker, Message, Overflow, RecvError, Subscriber, TryRecvError};
 use crossbeam_channel::{select, unbounded};
 
 /// Generous: only a hang takes this long.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Runs `work` on its own thread and fails the test if it does not finish
-/// within `PATIENCE` (the thread is left behind, but the test reports).
-fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        let _ = done_tx.send(work());
-    });
-    done_rx
-        .recv_timeout(PATIENCE)
-        .unwrap_or_else(|_| panic!("{what}: did not finish within {PATIENCE:?} (a hang)"))
-}
 
 /// Drains `sub` through `select!` on its readiness handle next to another
 /// channel, the documented idiom, until `want` deliveries were seen.
@@ -159,8 +151,10 @@ fn stuck_publisher(
         let broker = broker.clone();
         thread::spawn(move || broker.publish(channel, "waits"))
     };
-    // Let it get to its wait (if it did not, the test only gets easier).
+    // It cannot finish before the subscriber reads: wait until it is well
+    // into its wait, and check that it is still there.
     thread::sleep(Duration::from_millis(50));
+    assert!(!publisher.is_finished(), "a Block publisher into a full queue waits");
     (stuck, publisher)
 }
 
