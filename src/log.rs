@@ -112,7 +112,10 @@ impl<P, W: Wake> Log<P, W> {
         }
         let _ = self.tail.slots[self.at].set(entry);
         self.at += 1;
-        self.shared.end.fetch_add(1, Ordering::Release);
+        // Only this writer (under the channel's lock) moves the end: a
+        // plain store, no read-modify-write.
+        let end = self.shared.end.load(Ordering::Relaxed);
+        self.shared.end.store(end + 1, Ordering::Release);
         // Pairs with the fence in `Cursor::sleep`: either the sleeper sees
         // this entry, or this sees the sleeper.
         fence(Ordering::SeqCst);

@@ -347,26 +347,11 @@ impl<P> Mailbox<P> {
             ..Offered::default()
         };
         loop {
-            match inner.state {
-                State::Open => {}
-                State::Overflowed => {
-                    // Marked for eviction: counted, as Redis counts a client
-                    // it is about to close, and reported as lost.
-                    if stamp < inner.stamp {
-                        return Err(Refused::Stale);
-                    }
-                    if group.is_empty() {
-                        return Ok(offered);
-                    }
-                    offered.dropped = group.len() as u64;
-                    group.clear();
-                    Self::lose(&mut inner, offered.dropped);
-                    let wakers = self.wake_receivers(&mut inner);
-                    drop(inner);
-                    wakers.into_iter().for_each(Waker::wake);
-                    return Ok(offered);
-                }
-                State::Evicted | State::BrokerGone | State::Dropped => return Err(Refused::Gone),
+            if matches!(
+                inner.state,
+                State::Evicted | State::BrokerGone | State::Dropped
+            ) {
+                return Err(Refused::Gone);
             }
             if stamp < inner.stamp {
                 return Err(Refused::Stale);
@@ -374,6 +359,14 @@ impl<P> Mailbox<P> {
             if group.is_empty() {
                 // Recomputed to nothing (its subscriptions went meanwhile).
                 return Ok(offered);
+            }
+            if inner.state == State::Overflowed {
+                // Marked for eviction: counted, as Redis counts a client it
+                // is about to close, and reported as lost.
+                offered.dropped = group.len() as u64;
+                group.clear();
+                Self::lose(&mut inner, offered.dropped);
+                break;
             }
             let Some(bound) = &self.bound else {
                 offered.queued = group.len() as u64;

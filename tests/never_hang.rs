@@ -154,7 +154,10 @@ fn stuck_publisher(
     // It cannot finish before the subscriber reads: wait until it is well
     // into its wait, and check that it is still there.
     thread::sleep(Duration::from_millis(50));
-    assert!(!publisher.is_finished(), "a Block publisher into a full queue waits");
+    assert!(
+        !publisher.is_finished(),
+        "a Block publisher into a full queue waits"
+    );
     (stuck, publisher)
 }
 
