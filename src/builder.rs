@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::mailbox::{Bound, BytesBound};
+use crate::mailbox::{payload_len, Bound, BytesBound};
 use crate::{Broker, Overflow, Subscriber};
 
 /// Creates a [`Subscriber`] with a bounded queue or other options; from
@@ -40,10 +40,6 @@ pub struct SubscriberBuilder<'a, P> {
     max_bytes: BytesBound<P>,
     overflow: Overflow,
     confirmations: bool,
-}
-
-fn payload_len<P: AsRef<[u8]>>(payload: &P) -> usize {
-    payload.as_ref().len()
 }
 
 impl<P: Clone + Send + Sync + 'static> Broker<P> {

@@ -3,7 +3,8 @@
 //! [`Subscriber`]. The store and the exact hand-over are in `retained.rs`.
 
 use crate::held::Family;
-use crate::retained::{payload_len, Rule};
+use crate::mailbox::payload_len;
+use crate::retained::Rule;
 use crate::space::Space;
 use crate::{Broker, Glob, Name, SubscribeError, Subscriber};
 

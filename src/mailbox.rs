@@ -67,6 +67,12 @@ pub enum Overflow {
     Disconnect,
 }
 
+/// The bytes a byte-like payload counts for against a bytes bound (a
+/// subscriber's, or the broker's limit on retained messages).
+pub(crate) fn payload_len<P: AsRef<[u8]>>(payload: &P) -> usize {
+    payload.as_ref().len()
+}
+
 /// A bytes bound and how to weigh a payload.
 pub(crate) type BytesBound<P> = Option<(usize, fn(&P) -> usize)>;
 

@@ -606,8 +606,3 @@ pub(crate) enum Rule {
     /// Every channel a glob matches.
     Pattern(Glob),
 }
-
-/// The bytes a payload counts for against a bytes limit.
-pub(crate) fn payload_len<P: AsRef<[u8]>>(payload: &P) -> usize {
-    payload.as_ref().len()
-}
