@@ -45,7 +45,7 @@
 //! - `delivery_kind/{channel,pattern}`: one thread publishes 100 messages
 //!   to one subscriber holding the channel, or only a matching pattern, and
 //!   receives them: what a pattern delivery costs next to a channel one.
-//! - `single_thread/N` (N = 1, 100): one thread publishes 100 messages to N
+//! - `single_thread/N` (N = 1, 10, 100, 1000): one thread publishes 100 messages to N
 //!   subscribers, then drains every queue; the same four contenders as
 //!   `fanout`. No thread hand-off, so these ratios are the steadiest.
 //!
@@ -539,7 +539,7 @@ fn delivery_kind(c: &mut Criterion) {
 
 fn single_thread(c: &mut Criterion) {
     const MESSAGES: usize = 100;
-    for n in [1, 100] {
+    for n in [1, 10, 100, 1000] {
         let mut group = group(c, &format!("single_thread/{n}"));
         group.throughput(elements(MESSAGES * n));
         let payload = payload();

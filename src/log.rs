@@ -145,6 +145,7 @@ pub(crate) struct Cursor<P, W> {
 
 impl<P, W> Cursor<P, W> {
     /// The next entry, if one was appended.
+    #[inline]
     pub(crate) fn next(&mut self) -> Option<&Entry<P>> {
         if self.at == SEGMENT {
             let next = Arc::clone(self.segment.next.get()?);

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -189,11 +190,8 @@ struct Inner<P> {
     /// Async receivers waiting, by the id their future registered with.
     wakers: Vec<(u64, Waker)>,
     next_waker: u64,
-    /// Set while this subscriber reads its only channel from the channel's
-    /// log instead of having deliveries queued here (see `log.rs`). It is
-    /// read after `items`, which hold only what came before the cursor.
-    log: Option<Box<LogReader<P>>>,
-    /// Registered with that log's sleepers (until the next append wakes it).
+    /// Registered with the sleepers of the log this subscriber reads (until
+    /// the next append wakes it).
     log_sleeper: bool,
 }
 
@@ -203,13 +201,17 @@ struct LogReader<P> {
     channel: Name,
     /// A shard channel (`smessage`) rather than a channel (`message`).
     shard: bool,
+    /// Deliveries read from the log.
+    received: u64,
 }
 
 impl<P: Clone> LogReader<P> {
     /// The next entry as the item the subscriber receives.
+    #[inline]
     fn next(&mut self) -> Option<Message<P>> {
         Some(match self.cursor.next()? {
             Entry::Payload(payload) => {
+                self.received += 1;
                 let (channel, payload) = (self.channel.clone(), payload.clone());
                 if self.shard {
                     Message::SMessage { channel, payload }
@@ -222,9 +224,25 @@ impl<P: Clone> LogReader<P> {
     }
 }
 
+/// The log reader's own lock. Receivers take it without the mailbox lock
+/// (the receive fast path); it is held only to step the cursor, never while
+/// waiting, so a plain spin lock (one atomic operation to take, a store to
+/// release) beats a parking mutex here. Lock order: `Mailbox::inner`, then
+/// this.
+type ReaderLock<P> = spin::mutex::SpinMutex<Option<Box<LogReader<P>>>>;
+
 /// One subscriber's stream and everything about it (see the module docs).
 pub(crate) struct Mailbox<P> {
     inner: Mutex<Inner<P>>,
+    /// `inner.items.len()`, republished whenever it changes under the
+    /// mailbox lock: a receiver that sees 0 may read the log without that
+    /// lock. (Nothing is queued while the subscriber reads a log, except the
+    /// confirmation before it joins; see `Registry::leave_log`.)
+    queued: AtomicUsize,
+    /// Set while this subscriber reads its only channel from the channel's
+    /// log instead of having deliveries queued (see `log.rs`). It is read
+    /// after `inner.items`, which hold only what came before the cursor.
+    reader: ReaderLock<P>,
     /// Receivers blocked in `recv` wait here.
     readable: Condvar,
     /// Publishers blocked for room (`Block`, `BlockFor`) wait here.
@@ -241,7 +259,7 @@ pub(crate) struct Mailbox<P> {
     doorbell: std::sync::OnceLock<(Sender<()>, Receiver<()>)>,
     /// Set once the readiness handle was asked for: publishers must then
     /// ring it, so this subscriber never reads from a channel log.
-    no_log: std::sync::atomic::AtomicBool,
+    no_log: AtomicBool,
 }
 
 impl<P> fmt::Debug for Mailbox<P> {
@@ -274,16 +292,17 @@ impl<P> Mailbox<P> {
                 send_waiters: 0,
                 wakers: Vec::new(),
                 next_waker: 0,
-                log: None,
                 log_sleeper: false,
             }),
+            queued: AtomicUsize::new(0),
+            reader: ReaderLock::new(None),
             readable: Condvar::new(),
             writable: Condvar::new(),
             bound: bound.map(Box::new),
             confirmations,
             held: Mutex::new(Held::default()),
             doorbell: std::sync::OnceLock::new(),
-            no_log: std::sync::atomic::AtomicBool::new(false),
+            no_log: AtomicBool::new(false),
         }
     }
 
@@ -292,31 +311,48 @@ impl<P> Mailbox<P> {
     /// Whether this subscriber may read a channel's log: unbounded (a bound
     /// must see every delivery) and without a readiness handle.
     pub(crate) fn may_read_log(&self) -> bool {
-        self.bound.is_none() && !self.no_log.load(std::sync::atomic::Ordering::Acquire)
+        self.bound.is_none() && !self.no_log.load(Ordering::Acquire)
     }
 
     /// From now on, never read a channel log (the readiness handle is in use).
     pub(crate) fn forbid_log(&self) {
-        self.no_log
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.no_log.store(true, Ordering::Release);
     }
 
     /// Starts reading `channel` from its log at `cursor`. Called under the
     /// channel's stripe lock, right after the subscribe confirmation.
     pub(crate) fn join_log(&self, cursor: Cursor<P, Mailbox<P>>, channel: Name, shard: bool) {
-        self.inner.lock().log = Some(Box::new(LogReader {
+        let _inner = self.inner.lock();
+        *self.lock_reader() = Some(Box::new(LogReader {
             cursor,
             channel,
             shard,
+            received: 0,
         }));
+    }
+
+    /// Takes the log reader's lock (held for a few instructions by whoever
+    /// has it: spin, then yield).
+    fn lock_reader(&self) -> spin::mutex::SpinMutexGuard<'_, Option<Box<LogReader<P>>>> {
+        let backoff = crossbeam_utils::Backoff::new();
+        loop {
+            if let Some(reader) = self.reader.try_lock() {
+                return reader;
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// Republishes the queue's length for the receive fast path; called
+    /// under the mailbox lock after every change to `items`.
+    fn sync_queued(&self, inner: &Inner<P>) {
+        self.queued.store(inner.items.len(), Ordering::Release);
     }
 
     /// The channel whose log this subscriber reads (its name, and whether it
     /// is a shard channel).
     pub(crate) fn log_channel(&self) -> Option<(Name, bool)> {
-        let inner = self.inner.lock();
-        inner
-            .log
+        self.lock_reader()
             .as_ref()
             .map(|reader| (reader.channel.clone(), reader.shard))
     }
@@ -446,6 +482,7 @@ impl<P> Mailbox<P> {
             inner.dropped += offered.pushed_out;
             break;
         }
+        self.sync_queued(&inner);
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
         wakers.into_iter().for_each(Waker::wake);
@@ -559,6 +596,7 @@ impl<P> Mailbox<P> {
             return;
         }
         inner.items.push_back(message);
+        self.sync_queued(&inner);
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
         wakers.into_iter().for_each(Waker::wake);
@@ -578,6 +616,7 @@ impl<P> Mailbox<P> {
         } else {
             inner.items.push_back(Message::Lagged { missed });
         }
+        self.sync_queued(&inner);
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
         wakers.into_iter().for_each(Waker::wake);
@@ -629,6 +668,7 @@ impl<P> Mailbox<P> {
             }
             inner.dropped += offered.pushed_out;
         }
+        self.sync_queued(&inner);
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
         wakers.into_iter().for_each(Waker::wake);
@@ -736,14 +776,17 @@ impl<P> Mailbox<P> {
     /// subscriber is going away).
     pub(crate) fn drop_log(&self) {
         let mut inner = self.inner.lock();
-        inner.log = None;
+        if let Some(reader) = self.lock_reader().take() {
+            inner.received += reader.received;
+        }
         inner.log_sleeper = false;
     }
 
     /// Before waiting: makes sure the log this subscriber reads (if any)
     /// will wake it; returns whether an entry arrived meanwhile.
     fn sleep_on_log(self: &Arc<Self>, inner: &mut Inner<P>) -> bool {
-        let Some(reader) = &inner.log else {
+        let reader = self.lock_reader();
+        let Some(reader) = reader.as_ref() else {
             return false;
         };
         if inner.log_sleeper {
@@ -780,23 +823,42 @@ impl<P: Clone> Mailbox<P> {
     /// queued here, in order. Called under the channel's stripe lock.
     pub(crate) fn leave_log(&self) {
         let mut inner = self.inner.lock();
-        let Some(mut reader) = inner.log.take() else {
+        let Some(mut reader) = self.lock_reader().take() else {
             return;
         };
         inner.log_sleeper = false;
+        let mut moved = 0;
         while let Some(message) = reader.next() {
             if message.is_delivery() {
                 inner.deliveries += 1;
+                moved += 1;
             }
             inner.items.push_back(message);
         }
+        // What was moved here is counted when it is taken from the queue.
+        inner.received += reader.received - moved;
+        self.sync_queued(&inner);
     }
 
     // ---- receivers ----------------------------------------------------------
 
     /// Takes the next item, waiting until `deadline` (`None`: forever) when
     /// `wait` is set.
+    #[inline]
     pub(crate) fn take(
+        self: &Arc<Self>,
+        wait: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Message<P>, Empty> {
+        if let Some(message) = self.take_fast() {
+            return Ok(message);
+        }
+        self.take_slow(wait, deadline)
+    }
+
+    /// [`take`](Mailbox::take) past the fast path.
+    #[inline(never)]
+    fn take_slow(
         self: &Arc<Self>,
         wait: bool,
         deadline: Option<Instant>,
@@ -825,7 +887,7 @@ impl<P: Clone> Mailbox<P> {
                     && deadline.map_or(true, |deadline| Instant::now() < deadline)
                 {
                     MutexGuard::unlocked(&mut inner, || backoff.snooze());
-                    if Self::waiting(&inner) > 0 || inner.state != State::Open {
+                    if self.waiting(&inner) > 0 || inner.state != State::Open {
                         break;
                     }
                 }
@@ -921,14 +983,22 @@ impl<P: Clone> Mailbox<P> {
         Poll::Pending
     }
 
+    /// The receive fast path: the next entry of the log this subscriber
+    /// reads, without the mailbox lock, when nothing is queued before it.
+    /// `None` sends the caller to the slow path (which looks again).
+    #[inline]
+    fn take_fast(&self) -> Option<Message<P>> {
+        if self.queued.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        self.reader.try_lock()?.as_mut()?.next()
+    }
+
     fn pop(&self, inner: &mut MutexGuard<'_, Inner<P>>) -> Option<Message<P>> {
         let Some(message) = inner.items.pop_front() else {
-            let message = inner.log.as_mut()?.next()?;
-            if message.is_delivery() {
-                inner.received += 1;
-            }
-            return Some(message);
+            return self.lock_reader().as_mut()?.next();
         };
+        self.sync_queued(inner);
         let (len, capacity) = (inner.items.len(), inner.items.capacity());
         if capacity > 32 && len * 4 < capacity {
             // Give a drained burst's memory back (amortized: the queue grew
@@ -962,13 +1032,13 @@ impl<P: Clone> Mailbox<P> {
     /// Items waiting: deliveries, confirmations and lag reports.
     pub(crate) fn len(&self) -> usize {
         let inner = self.inner.lock();
-        Self::waiting(&inner)
+        self.waiting(&inner)
     }
 
-    fn waiting(inner: &Inner<P>) -> usize {
+    fn waiting(&self, inner: &Inner<P>) -> usize {
         inner.items.len()
-            + inner
-                .log
+            + self
+                .lock_reader()
                 .as_ref()
                 .map_or(0, |reader| reader.cursor.pending())
     }
@@ -976,8 +1046,12 @@ impl<P: Clone> Mailbox<P> {
     pub(crate) fn stats(&self) -> SubscriberStats {
         let inner = self.inner.lock();
         SubscriberStats {
-            queued: Self::waiting(&inner),
-            received: inner.received,
+            queued: self.waiting(&inner),
+            received: inner.received
+                + self
+                    .lock_reader()
+                    .as_ref()
+                    .map_or(0, |reader| reader.received),
             dropped: inner.dropped,
         }
     }
@@ -989,7 +1063,7 @@ impl<P: Clone> Mailbox<P> {
         // Publishers ring it from now on; ring it for what came before (a
         // spare token only costs the waiter one empty `try_recv`).
         let inner = self.inner.lock();
-        if Self::waiting(&inner) > 0 || inner.state != State::Open {
+        if self.waiting(&inner) > 0 || inner.state != State::Open {
             let _ = ring.try_send(());
         }
         ready

@@ -9,9 +9,11 @@ use std::sync::Arc;
 /// The name of a channel, shard channel or pattern.
 ///
 /// Names are arbitrary bytes, exactly as in Redis: the empty name and names
-/// holding NUL or non-UTF-8 bytes are all valid. A `Name` is reference
-/// counted, so the broker clones it into every delivered [`Message`] for the
-/// price of one atomic increment, never a copy of the bytes.
+/// holding NUL or non-UTF-8 bytes are all valid. A name of up to
+/// 22 bytes (most channel names) is stored inline, so the broker copies it
+/// into every delivered [`Message`] without touching shared memory; a longer
+/// one is reference counted, and a copy costs one atomic increment, never a
+/// copy of the bytes.
 ///
 /// Build one from a `&str`, `String`, `&[u8]` or `Vec<u8>` with `From`/`Into`;
 /// every API that takes names accepts anything `Into<Name>`. A name compares
@@ -57,28 +59,130 @@ use std::sync::Arc;
 /// ```
 ///
 /// [`Message`]: crate::Message
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Name(Arc<[u8]>);
+pub struct Name(Repr);
+
+/// Names up to this long are stored inline (the enum is then as large as a
+/// `String`: 24 bytes).
+const INLINE: usize = 22;
+
+enum Repr {
+    Inline(Inline),
+    Shared(Arc<[u8]>),
+}
+
+/// An inline name: its length, then its bytes (the rest is zero). `Copy`
+/// and word-aligned, and the length's unused values hold the enum's tag, so
+/// copying a name is a copy of three words.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Inline {
+    len: InlineLen,
+    bytes: [u8; INLINE],
+}
+
+/// The length of an inline name: an enum so that the values above
+/// [`INLINE`] are free for [`Repr`]'s tag.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum InlineLen {
+    L0 = 0,
+    L1 = 1,
+    L2 = 2,
+    L3 = 3,
+    L4 = 4,
+    L5 = 5,
+    L6 = 6,
+    L7 = 7,
+    L8 = 8,
+    L9 = 9,
+    L10 = 10,
+    L11 = 11,
+    L12 = 12,
+    L13 = 13,
+    L14 = 14,
+    L15 = 15,
+    L16 = 16,
+    L17 = 17,
+    L18 = 18,
+    L19 = 19,
+    L20 = 20,
+    L21 = 21,
+    L22 = 22,
+}
+
+impl InlineLen {
+    const ALL: [InlineLen; INLINE + 1] = {
+        #[allow(clippy::enum_glob_use)] // the 23 lengths, in order
+        use InlineLen::*;
+        [
+            L0, L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12, L13, L14, L15, L16, L17, L18,
+            L19, L20, L21, L22,
+        ]
+    };
+}
 
 impl Name {
     /// The name's bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline(inline) => &inline.bytes[..inline.len as usize],
+            Repr::Shared(bytes) => bytes,
+        }
     }
 
     /// The name as UTF-8 text, or `None` when its bytes are not valid UTF-8.
     pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        std::str::from_utf8(self.as_bytes()).ok()
     }
 
     /// The length of the name in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_bytes().len()
     }
 
     /// Whether this is the empty name (valid, as in Redis).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_bytes().is_empty()
+    }
+
+    /// Whether a name this long is stored inline (copying it touches no
+    /// shared memory).
+    pub(crate) fn fits_inline(len: usize) -> bool {
+        len <= INLINE
+    }
+}
+
+impl Clone for Name {
+    /// Copies an inline name as a whole (three words), or takes one more
+    /// reference to a shared one.
+    #[inline]
+    fn clone(&self) -> Self {
+        match &self.0 {
+            Repr::Inline(inline) => Name(Repr::Inline(*inline)),
+            Repr::Shared(bytes) => Name(Repr::Shared(Arc::clone(bytes))),
+        }
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Name) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Byte order, as Redis sorts names.
+impl Ord for Name {
+    fn cmp(&self, other: &Name) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
@@ -92,12 +196,12 @@ thread_local! {
 
 impl Name {
     /// A `Name` for `bytes`, reusing the one this thread built last time
-    /// when the bytes are the same: a publisher that publishes on the same
+    /// when the bytes are the same (for a name too long to be inline): a publisher that publishes on the same
     /// channel again (with pattern subscribers but no exact ones) gets its
     /// name for a reference-count increment instead of an allocation. Long
     /// names are not remembered, so a thread keeps at most a small name.
     pub(crate) fn recent(bytes: &[u8]) -> Name {
-        if bytes.len() > RECENT_MAX_LEN {
+        if Name::fits_inline(bytes.len()) || bytes.len() > RECENT_MAX_LEN {
             return Name::from(bytes);
         }
         RECENT.with(|recent| {
@@ -118,13 +222,13 @@ impl Deref for Name {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
 impl AsRef<[u8]> for Name {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
@@ -138,37 +242,50 @@ impl Hash for Name {
 
 impl Borrow<[u8]> for Name {
     fn borrow(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
 impl From<&[u8]> for Name {
     fn from(bytes: &[u8]) -> Self {
-        Name(Arc::from(bytes))
+        if Name::fits_inline(bytes.len()) {
+            let mut inline = Inline {
+                len: InlineLen::ALL[bytes.len()],
+                bytes: [0; INLINE],
+            };
+            inline.bytes[..bytes.len()].copy_from_slice(bytes);
+            Name(Repr::Inline(inline))
+        } else {
+            Name(Repr::Shared(Arc::from(bytes)))
+        }
     }
 }
 
 impl<const N: usize> From<&[u8; N]> for Name {
     fn from(bytes: &[u8; N]) -> Self {
-        Name(Arc::from(&bytes[..]))
+        Name::from(&bytes[..])
     }
 }
 
 impl From<Vec<u8>> for Name {
     fn from(bytes: Vec<u8>) -> Self {
-        Name(Arc::from(bytes))
+        if Name::fits_inline(bytes.len()) {
+            Name::from(&bytes[..])
+        } else {
+            Name(Repr::Shared(Arc::from(bytes)))
+        }
     }
 }
 
 impl From<&str> for Name {
     fn from(text: &str) -> Self {
-        Name(Arc::from(text.as_bytes()))
+        Name::from(text.as_bytes())
     }
 }
 
 impl From<String> for Name {
     fn from(text: String) -> Self {
-        Name(Arc::from(text.into_bytes()))
+        Name::from(text.into_bytes())
     }
 }
 
@@ -251,5 +368,40 @@ pub(crate) fn write_printable(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::
 impl fmt::Debug for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{self}\"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn inline_and_shared_names_behave_alike() {
+        let hasher = std::collections::hash_map::RandomState::new();
+        for len in [0, 1, INLINE - 1, INLINE, INLINE + 1, 300] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let names = [
+                Name::from(&bytes[..]),
+                Name::from(bytes.clone()),
+                Name::recent(&bytes),
+            ];
+            for name in &names {
+                assert_eq!(name.as_bytes(), &bytes[..]);
+                assert_eq!(name.len(), len);
+                assert_eq!(matches!(name.0, Repr::Inline(..)), len <= INLINE);
+                assert_eq!(name, &names[0]);
+                assert_eq!(hasher.hash_one(name), hasher.hash_one(&bytes[..]));
+                assert_eq!(name.clone().as_bytes(), &bytes[..]);
+            }
+        }
+        // Byte order across the two representations.
+        let short = Name::from("b");
+        let long = Name::from("a".repeat(40));
+        assert!(long < short);
+        assert_eq!(short.cmp(&long), std::cmp::Ordering::Greater);
+        let (a, a_nul) = (Name::from("a"), Name::from("a\0"));
+        assert!(a < a_nul);
+        assert_eq!(std::mem::size_of::<Name>(), 24);
     }
 }

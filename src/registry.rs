@@ -84,11 +84,10 @@ pub(crate) struct Subscribers<P> {
     log: Option<Box<ChannelLog<P>>>,
 }
 
-/// A channel's log and its readers. Only touched under the stripe's lock;
-/// the mutex (never contended) is what lets publishers, which hold the map
-/// immutably, append.
+/// A channel's log and its readers. Only touched under the stripe's lock
+/// (appends go through the locked map mutably: no lock of its own).
 struct ChannelLog<P> {
-    log: Mutex<Log<P, Mailbox<P>>>,
+    log: Log<P, Mailbox<P>>,
     readers: usize,
 }
 
@@ -415,16 +414,27 @@ impl<P> Registry<P> {
         if sole && mailbox.may_read_log() && subscribers.len() > 0 {
             let log = subscribers.log.get_or_insert_with(|| {
                 Box::new(ChannelLog {
-                    log: Mutex::new(Log::new()),
+                    log: Log::new(),
                     readers: 0,
                 })
             });
-            mailbox.join_log(
-                log.log.get_mut().cursor(),
-                name.clone(),
-                space == Space::Shard,
-            );
+            mailbox.join_log(log.log.cursor(), name.clone(), space == Space::Shard);
             log.readers += 1;
+            // A queue-fed subscriber that holds only this channel (the one
+            // that came first) moves to the log too, so that a publish here
+            // is one append and nothing else. Its queue is read before the
+            // log, so its order stays. Its names are looked at only if
+            // nobody is changing them (`try_lock`: the lock order puts
+            // them before this stripe).
+            let movable = subscribers.list.iter().position(|queued| {
+                queued.may_read_log()
+                    && queued.held.try_lock().is_some_and(|held| held.total() == 1)
+            });
+            if let (Some(at), Some(log)) = (movable, subscribers.log.as_mut()) {
+                let queued = subscribers.list.swap_remove(at);
+                queued.join_log(log.log.cursor(), name.clone(), space == Space::Shard);
+                log.readers += 1;
+            }
         } else {
             subscribers.add(mailbox);
         }
@@ -819,9 +829,17 @@ impl<P: Clone> Registry<P> {
     #[cfg(feature = "redis")]
     pub(crate) fn publish_lagged(&self, space: Space, channel: &[u8], missed: u64) {
         let stripe = self.stripe(channel);
-        let shard = stripe.lock_idle(space, channel);
+        let mut shard = stripe.lock_idle(space, channel);
         // Retained messages never span a gap: drop what came before it.
         self.retained.clear(space, channel);
+        // Log readers hold only this channel: one delivery per publish.
+        if let Some(log) = shard
+            .map_mut(space)
+            .get_mut(channel)
+            .and_then(|subs| subs.log.as_mut())
+        {
+            log.log.append(Entry::Lost(missed));
+        }
         let exact = shard.map(space).get(channel);
         let table = (space == Space::Channel && self.numpat() > 0).then(|| {
             self.patterns
@@ -836,12 +854,6 @@ impl<P: Clone> Registry<P> {
         for (mailbox, exact_too, patterns) in &plan(exact, &matched) {
             let per_publish = u64::from(*exact_too) + patterns.len() as u64;
             mailbox.report_lagged(missed * per_publish);
-        }
-        if let Some(subs) = exact {
-            // Log readers hold only this channel: one delivery per publish.
-            if let Some(log) = &subs.log {
-                log.log.lock().append(Entry::Lost(missed));
-            }
         }
     }
 
@@ -875,6 +887,23 @@ impl<P: Clone> Registry<P> {
         };
         // Retained channels record under the table's read lock too (see `retained`).
         let keep = self.retained.depth(space, channel);
+        if patterns == 0 && keep == 0 {
+            // The fan-out fast path: a channel whose subscribers all read
+            // its log costs one append, whatever their number.
+            if let Some(log) = shard
+                .map_mut(space)
+                .get_mut(channel)
+                .filter(|subs| subs.list.is_empty())
+                .and_then(|subs| subs.log.as_mut())
+            {
+                let readers = log.readers;
+                log.log.append(Entry::Payload(payload));
+                tally.counted = readers as u64;
+                tally.queued = readers as u64;
+                tally.record(&mut shard);
+                return readers;
+            }
+        }
         let retained_here = keep > 0 && space == Space::Channel;
         let table = (patterns > 0 || retained_here).then(|| {
             self.patterns
@@ -915,8 +944,30 @@ impl<P: Clone> Registry<P> {
             tally.record(&mut shard);
             return 0;
         }
+        let mut payload = Payload {
+            payload: Some(payload),
+            left: queued_to + usize::from(readers > 0),
+        };
+        let exact = if readers > 0 {
+            // One append, however many read the log (through the map
+            // mutably, then looked up again for the rest).
+            let log_entry = Entry::Payload(payload.next());
+            if let Some(log) = shard
+                .map_mut(space)
+                .get_mut(channel)
+                .and_then(|subs| subs.log.as_mut())
+            {
+                log.log.append(log_entry);
+            }
+            tally.counted += readers as u64;
+            tally.queued += readers as u64;
+            shard.map(space).get_key_value(channel)
+        } else {
+            exact
+        };
         // Borrowed from the map when the channel has exact subscribers: each
-        // delivery then costs one reference-count increment, no more.
+        // delivery then costs a copy of an inline name, or one
+        // reference-count increment, no more.
         let recent;
         let channel_name: &Name = if let Some((name, _)) = exact {
             name
@@ -925,20 +976,6 @@ impl<P: Clone> Registry<P> {
             &recent
         };
         let make = |payload: P| message(space, channel_name, payload);
-        let mut payload = Payload {
-            payload: Some(payload),
-            left: queued_to + usize::from(readers > 0),
-        };
-        if readers > 0 {
-            // One append, however many read the log.
-            if let Some((_, subs)) = exact {
-                if let Some(log) = &subs.log {
-                    log.log.lock().append(Entry::Payload(payload.next()));
-                }
-            }
-            tally.counted += readers as u64;
-            tally.queued += readers as u64;
-        }
 
         if blockers > 0 {
             // The slow path: copy the plan, mark the channel busy, let go of

@@ -381,6 +381,7 @@ impl<P: Clone> Subscriber<P> {
     /// handle is gone *and* everything queued before that has been received;
     /// [`RecvError::Overflowed`] likewise after an eviction by
     /// [`Overflow::Disconnect`](crate::Overflow::Disconnect).
+    #[inline]
     pub fn recv(&self) -> Result<Message<P>, RecvError> {
         self.mailbox.take(true, None).map_err(recv_error)
     }
@@ -392,6 +393,7 @@ impl<P: Clone> Subscriber<P> {
     /// [`TryRecvError::Empty`] when nothing is queued,
     /// [`TryRecvError::Disconnected`] or [`TryRecvError::Overflowed`] when
     /// nothing ever will be.
+    #[inline]
     pub fn try_recv(&self) -> Result<Message<P>, TryRecvError> {
         self.mailbox.take(false, None).map_err(|empty| match empty {
             Empty::Now => TryRecvError::Empty,

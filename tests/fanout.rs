@@ -250,3 +250,99 @@ fn async_readers_of_a_log_are_woken_by_publishers() {
         assert_eq!(got, (0..500).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn threads_sharing_one_log_reader_get_each_delivery_once_in_order() {
+    // Receivers that share one subscriber take its log's entries without
+    // the subscriber's queue lock: each delivery must reach exactly one of
+    // them, each sees an increasing subsequence per publisher, and the
+    // counts add up.
+    let broker = Broker::new();
+    let others: Vec<Subscriber> = (0..3)
+        .map(|_| {
+            let sub = broker.subscriber();
+            sub.subscribe(["shared"]).unwrap();
+            sub
+        })
+        .collect();
+    let shared = Arc::new(broker.subscriber_builder().confirmations(false).build());
+    shared.subscribe(["shared"]).unwrap();
+    let writers = publishers(&broker, "shared");
+    let all = PUBLISHERS * EACH;
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (shared, taken) = (Arc::clone(&shared), Arc::clone(&taken));
+            thread::spawn(move || {
+                let mut seen = Vec::new();
+                while taken.load(std::sync::atomic::Ordering::SeqCst) < all {
+                    match shared.recv_timeout(Duration::from_millis(50)) {
+                        Ok(Message::Message { payload, .. }) => {
+                            taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            seen.push(String::from_utf8(payload.to_vec()).unwrap());
+                        }
+                        Ok(other) => panic!("unexpected {other:?}"),
+                        Err(channelcast::RecvTimeoutError::Timeout) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let mut everything = Vec::new();
+    for reader in readers {
+        let seen = reader.join().expect("a reader panicked");
+        assert_fifo(&seen);
+        everything.extend(seen);
+    }
+    assert_eq!(everything.len(), all, "each delivery once");
+    everything.sort();
+    everything.dedup();
+    assert_eq!(everything.len(), all, "no delivery twice");
+    let stats = shared.stats();
+    assert_eq!((stats.received, stats.queued), (all as u64, 0));
+    for sub in &others {
+        assert_fifo(&payloads(&receive(sub, all)));
+    }
+}
+
+#[test]
+fn the_first_subscriber_moves_to_the_log_without_losing_its_queue() {
+    // The first subscriber of a channel is queue-fed; when a second one
+    // joins, both read the log. What the first had queued comes first.
+    let broker = Broker::new();
+    let first = broker.subscriber();
+    first.subscribe(["moving"]).unwrap();
+    for i in 0..10 {
+        broker.publish("moving", format!("early {i}"));
+    }
+    let second = broker.subscriber();
+    second.subscribe(["moving"]).unwrap();
+    for i in 0..10 {
+        assert_eq!(broker.publish("moving", format!("late {i}")), 2);
+    }
+    let seen = payloads(&receive(&first, 20));
+    let want: Vec<String> = (0..10)
+        .map(|i| format!("early {i}"))
+        .chain((0..10).map(|i| format!("late {i}")))
+        .collect();
+    assert_eq!(seen, want);
+    assert_eq!(payloads(&receive(&second, 10)), want[10..]);
+    let stats = first.stats();
+    assert_eq!((stats.received, stats.queued), (20, 0));
+    // Leaving the log again (a second channel) keeps the order too.
+    broker.publish("moving", "before the second channel");
+    first.subscribe(["elsewhere"]).unwrap();
+    broker.publish("moving", "after the second channel");
+    let seen = payloads(&receive(&first, 2));
+    assert_eq!(
+        seen,
+        ["before the second channel", "after the second channel"]
+    );
+    assert_eq!(first.stats().received, 22);
+    assert_eq!(broker.numsub(["moving"])[0].1, 2);
+}
