@@ -7,8 +7,14 @@
 //! blocked for room, async tasks, and the readiness handle `select!` waits
 //! on). Publishers hand a mailbox the deliveries of one publish as one
 //! group; receivers take items out. Both happen under the mailbox's own
-//! mutex, which is a leaf lock: nothing else is ever taken while holding it,
-//! and nobody waits while holding it (condition variables release it).
+//! mutex, which is a leaf lock but for one: the log reader's spin lock
+//! (below) may be taken while holding it, never the other way round; and
+//! nobody waits while holding it (condition variables release it).
+//!
+//! A subscriber that reads its only channel from the channel's shared log
+//! (see `log.rs`) keeps its cursor behind that spin lock, so the common
+//! receive (nothing queued before the log) takes one atomic operation and
+//! never touches the mutex publishers and waiters use.
 
 use std::collections::VecDeque;
 use std::fmt;
