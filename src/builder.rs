@@ -116,6 +116,7 @@ impl<'a, P: Clone + Send + Sync + 'static> SubscriberBuilder<'a, P> {
             capacity: self.capacity.unwrap_or(usize::MAX),
             bytes: self.max_bytes,
             policy: self.overflow,
+            writable: parking_lot::Condvar::new(),
         });
         Subscriber::new(&self.broker.registry, bound, self.confirmations)
     }

@@ -90,6 +90,8 @@ pub(crate) struct Bound<P> {
     /// Payload bytes queued at once, and how to weigh a payload.
     pub(crate) bytes: BytesBound<P>,
     pub(crate) policy: Overflow,
+    /// Publishers blocked for room (`Block`, `BlockFor`) wait here.
+    pub(crate) writable: Condvar,
 }
 
 impl<P> Bound<P> {
@@ -188,17 +190,33 @@ struct Inner<P> {
     stamp: u64,
     /// Patterns held that were joined with history (retained messages),
     /// with the table version of the join.
-    history: Vec<(Name, u64)>,
+    history: Option<Box<Vec<(Name, u64)>>>,
     received: u64,
     dropped: u64,
-    recv_waiters: usize,
-    send_waiters: usize,
-    /// Async receivers waiting, by the id their future registered with.
-    wakers: Vec<(u64, Waker)>,
-    next_waker: u64,
+    recv_waiters: u32,
+    send_waiters: u32,
+    /// Async receivers waiting (made on the first registration: a
+    /// subscriber never polled pays a pointer).
+    tasks: Option<Box<Tasks>>,
     /// Registered with the sleepers of the log this subscriber reads (until
     /// the next append wakes it).
     log_sleeper: bool,
+}
+
+/// Async receivers waiting, by the id their future registered with.
+#[derive(Default)]
+struct Tasks {
+    waiting: Vec<(u64, Waker)>,
+    next: u64,
+}
+
+impl<P> Inner<P> {
+    /// Removes the async registration `id`.
+    fn unregister(&mut self, id: u64) {
+        if let Some(tasks) = &mut self.tasks {
+            tasks.waiting.retain(|(waiting, _)| *waiting != id);
+        }
+    }
 }
 
 /// A subscriber's place in the log of its only channel.
@@ -249,10 +267,11 @@ pub(crate) struct Mailbox<P> {
     /// log instead of having deliveries queued (see `log.rs`). It is read
     /// after `inner.items`, which hold only what came before the cursor.
     reader: ReaderLock<P>,
+    /// This mailbox's place in the registry's list of live mailboxes
+    /// (changed only under that list's lock).
+    pub(crate) slot: AtomicUsize,
     /// Receivers blocked in `recv` wait here.
     readable: Condvar,
-    /// Publishers blocked for room (`Block`, `BlockFor`) wait here.
-    writable: Condvar,
     bound: Option<Box<Bound<P>>>,
     /// Whether subscribe/unsubscribe confirmations are queued.
     confirmations: bool,
@@ -262,7 +281,8 @@ pub(crate) struct Mailbox<P> {
     pub(crate) held: Mutex<Held>,
     /// The readiness handle for `select!`, made on first use: holds one
     /// token while something may be waiting.
-    doorbell: std::sync::OnceLock<(Sender<()>, Receiver<()>)>,
+    #[allow(clippy::type_complexity)]
+    doorbell: std::sync::OnceLock<Box<(Sender<()>, Receiver<()>)>>,
     /// Set once the readiness handle was asked for: publishers must then
     /// ring it, so this subscriber never reads from a channel log.
     no_log: AtomicBool,
@@ -291,19 +311,18 @@ impl<P> Mailbox<P> {
                 bytes: 0,
                 state: State::Open,
                 stamp: 0,
-                history: Vec::new(),
+                history: None,
                 received: 0,
                 dropped: 0,
                 recv_waiters: 0,
                 send_waiters: 0,
-                wakers: Vec::new(),
-                next_waker: 0,
+                tasks: None,
                 log_sleeper: false,
             }),
             queued: AtomicUsize::new(0),
             reader: ReaderLock::new(None),
+            slot: AtomicUsize::new(0),
             readable: Condvar::new(),
-            writable: Condvar::new(),
             bound: bound.map(Box::new),
             confirmations,
             held: Mutex::new(Held::default()),
@@ -436,11 +455,11 @@ impl<P> Mailbox<P> {
                     inner.send_waiters += 1;
                     let timed_out = match deadline {
                         None => {
-                            self.writable.wait(&mut inner);
+                            bound.writable.wait(&mut inner);
                             false
                         }
                         Some(deadline) => {
-                            self.writable.wait_until(&mut inner, deadline).timed_out()
+                            bound.writable.wait_until(&mut inner, deadline).timed_out()
                         }
                     };
                     inner.send_waiters -= 1;
@@ -468,7 +487,7 @@ impl<P> Mailbox<P> {
                         offered.evict = true;
                         group.clear();
                         Self::lose(&mut inner, offered.dropped);
-                        self.writable.notify_all();
+                        self.notify_writers();
                     }
                     Overflow::DropOldest => {
                         while !Self::fits_all(&inner, bound, group)
@@ -647,8 +666,9 @@ impl<P> Mailbox<P> {
         let mut inner = self.inner.lock();
         if let Some((pattern, stamp)) = pattern {
             self.restamp(&mut inner, stamp);
-            inner.history.retain(|(held, _)| held != pattern);
-            inner.history.push((pattern.clone(), stamp));
+            let history = inner.history.get_or_insert_with(Box::default);
+            history.retain(|(held, _)| held != pattern);
+            history.push((pattern.clone(), stamp));
         }
         if self.confirmations {
             inner.items.push_back(confirmation);
@@ -685,20 +705,20 @@ impl<P> Mailbox<P> {
     /// than `version`.
     pub(crate) fn joined_with_history_after(&self, pattern: &Name, version: u64) -> bool {
         let inner = self.inner.lock();
-        !inner.history.is_empty()
-            && inner
-                .history
+        inner.history.as_ref().is_some_and(|history| {
+            history
                 .iter()
                 .any(|(held, at)| held == pattern && *at > version)
+        })
     }
 
     /// Forgets that `pattern` was joined with history (it was released).
     pub(crate) fn forget_history(&self, pattern: &[u8]) {
         let mut inner = self.inner.lock();
-        if !inner.history.is_empty() {
-            inner.history.retain(|(held, _)| held.as_bytes() != pattern);
-            if inner.history.is_empty() {
-                inner.history = Vec::new();
+        if let Some(history) = &mut inner.history {
+            history.retain(|(held, _)| held.as_bytes() != pattern);
+            if history.is_empty() {
+                inner.history = None;
             }
         }
     }
@@ -717,8 +737,16 @@ impl<P> Mailbox<P> {
         if stamp > inner.stamp {
             inner.stamp = stamp;
             if inner.send_waiters > 0 {
-                self.writable.notify_all();
+                self.notify_writers();
             }
+        }
+    }
+
+    /// Wakes the publishers waiting for room (only bounded subscribers have
+    /// any).
+    fn notify_writers(&self) {
+        if let Some(bound) = &self.bound {
+            bound.writable.notify_all();
         }
     }
 
@@ -726,7 +754,7 @@ impl<P> Mailbox<P> {
     pub(crate) fn evicted(&self) {
         let mut inner = self.inner.lock();
         inner.state = State::Evicted;
-        self.writable.notify_all();
+        self.notify_writers();
         self.readable.notify_all();
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
@@ -739,13 +767,15 @@ impl<P> Mailbox<P> {
         if inner.recv_waiters > 0 {
             self.readable.notify_one();
         }
-        if let Some((doorbell, _)) = self.doorbell.get() {
-            let _ = doorbell.try_send(());
+        if let Some(doorbell) = self.doorbell.get() {
+            let _ = doorbell.0.try_send(());
         }
-        if inner.wakers.is_empty() {
-            return Wakers::new();
+        match &mut inner.tasks {
+            Some(tasks) if !tasks.waiting.is_empty() => {
+                tasks.waiting.drain(..).map(|(_, waker)| waker).collect()
+            }
+            _ => Wakers::new(),
         }
-        inner.wakers.drain(..).map(|(_, waker)| waker).collect()
     }
 
     /// Every broker handle is gone: wake every receiver so it can see the
@@ -765,7 +795,7 @@ impl<P> Mailbox<P> {
             inner.state = state;
         }
         self.readable.notify_all();
-        self.writable.notify_all();
+        self.notify_writers();
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
         wakers.into_iter().for_each(Waker::wake);
@@ -805,10 +835,7 @@ impl<P> Mailbox<P> {
     /// Removes an async registration (its future was dropped).
     pub(crate) fn cancel(&self, slot: &mut Option<u64>) {
         if let Some(id) = slot.take() {
-            self.inner
-                .lock()
-                .wakers
-                .retain(|(waiting, _)| *waiting != id);
+            self.inner.lock().unregister(id);
         }
     }
 }
@@ -954,36 +981,41 @@ impl<P: Clone> Mailbox<P> {
         cx: &mut Context<'_>,
         slot: &mut Option<u64>,
     ) -> Poll<Result<Message<P>, Empty>> {
+        if let Some(message) = self.take_fast() {
+            if let Some(id) = slot.take() {
+                self.inner.lock().unregister(id);
+            }
+            return Poll::Ready(Ok(message));
+        }
         let mut inner = self.inner.lock();
         if let Some(message) = self.pop(&mut inner) {
             if let Some(id) = slot.take() {
-                inner.wakers.retain(|(waiting, _)| *waiting != id);
+                inner.unregister(id);
             }
             return Poll::Ready(Ok(message));
         }
         if let Err(end) = Self::ended(&inner) {
             if let Some(id) = slot.take() {
-                inner.wakers.retain(|(waiting, _)| *waiting != id);
+                inner.unregister(id);
             }
             return Poll::Ready(Err(end));
         }
+        let tasks = inner.tasks.get_or_insert_with(Box::default);
         let id = *slot.get_or_insert_with(|| {
-            inner.next_waker += 1;
-            inner.next_waker
+            tasks.next += 1;
+            tasks.next
         });
-        match inner.wakers.iter_mut().find(|(waiting, _)| *waiting == id) {
+        match tasks.waiting.iter_mut().find(|(waiting, _)| *waiting == id) {
             Some((_, waker)) => waker.clone_from(cx.waker()),
-            None => inner.wakers.push((id, cx.waker().clone())),
+            None => tasks.waiting.push((id, cx.waker().clone())),
         }
         if self.sleep_on_log(&mut inner) {
-            {
-                // It grew meanwhile: take it now (the registration stays
-                // until this future resolves or is dropped).
-                if let Some(message) = self.pop(&mut inner) {
-                    inner.wakers.retain(|(waiting, _)| *waiting != id);
-                    *slot = None;
-                    return Poll::Ready(Ok(message));
-                }
+            // It grew meanwhile: take it now (the registration stays until
+            // this future resolves or is dropped).
+            if let Some(message) = self.pop(&mut inner) {
+                inner.unregister(id);
+                *slot = None;
+                return Poll::Ready(Ok(message));
             }
         }
         Poll::Pending
@@ -1018,7 +1050,7 @@ impl<P: Clone> Mailbox<P> {
                 inner.bytes -= bound.weigh(&message);
             }
             if inner.send_waiters > 0 {
-                self.writable.notify_all();
+                self.notify_writers();
             }
         }
         Some(message)
@@ -1065,7 +1097,9 @@ impl<P: Clone> Mailbox<P> {
     /// The readiness handle: a channel that holds a token whenever an item
     /// may be waiting (or the stream has ended).
     pub(crate) fn doorbell(&self) -> &Receiver<()> {
-        let (ring, ready) = self.doorbell.get_or_init(|| crossbeam_channel::bounded(1));
+        let (ring, ready) = &**self
+            .doorbell
+            .get_or_init(|| Box::new(crossbeam_channel::bounded(1)));
         // Publishers ring it from now on; ring it for what came before (a
         // spare token only costs the waiter one empty `try_recv`).
         let inner = self.inner.lock();

@@ -258,7 +258,10 @@ pub(crate) struct Registry<P> {
     patterns: Patterns<P>,
     /// Every live subscriber's mailbox, so that each learns when the broker
     /// is gone.
-    mailboxes: Mutex<FastMap<u64, Weak<Mailbox<P>>>>,
+    /// A dense list (8 bytes per subscriber); each mailbox knows its
+    /// place in it (`Mailbox::slot`), and the last one moves into a freed
+    /// place.
+    mailboxes: Mutex<Vec<Weak<Mailbox<P>>>>,
     next_id: AtomicU64,
     /// Subscribers evicted by `Overflow::Disconnect` (rare: one atomic).
     evicted: AtomicU64,
@@ -283,7 +286,7 @@ impl<P> std::fmt::Debug for Registry<P> {
 
 impl<P> Drop for Registry<P> {
     fn drop(&mut self) {
-        for mailbox in self.mailboxes.get_mut().values() {
+        for mailbox in self.mailboxes.get_mut().iter() {
             if let Some(mailbox) = mailbox.upgrade() {
                 mailbox.broker_gone();
             }
@@ -325,7 +328,7 @@ impl<P> Registry<P> {
                     trie: PatternTrie::new(),
                 }),
             },
-            mailboxes: Mutex::new(FastMap::default()),
+            mailboxes: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             retained: Retained::new(),
@@ -349,15 +352,28 @@ impl<P> Registry<P> {
     /// Registers a new subscriber's mailbox; returns its id.
     pub(crate) fn register(&self, mailbox: &Arc<Mailbox<P>>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.mailboxes.lock().insert(id, Arc::downgrade(mailbox));
+        let mut mailboxes = self.mailboxes.lock();
+        mailbox.slot.store(mailboxes.len(), Ordering::Relaxed);
+        mailboxes.push(Arc::downgrade(mailbox));
         id
     }
 
-    /// Forgets a dropped subscriber's mailbox.
-    pub(crate) fn unregister(&self, id: u64) {
+    /// Forgets a dropped subscriber's mailbox (called while its subscriber
+    /// still holds it, so every listed mailbox is alive).
+    pub(crate) fn unregister(&self, mailbox: &Arc<Mailbox<P>>) {
         let mut mailboxes = self.mailboxes.lock();
-        mailboxes.remove(&id);
-        shrink_when_sparse(&mut *mailboxes);
+        let at = mailbox.slot.load(Ordering::Relaxed);
+        debug_assert!(mailboxes
+            .get(at)
+            .is_some_and(|listed| std::ptr::eq(listed.as_ptr(), Arc::as_ptr(mailbox))));
+        mailboxes.swap_remove(at);
+        if let Some(moved) = mailboxes.get(at).and_then(Weak::upgrade) {
+            moved.slot.store(at, Ordering::Relaxed);
+        }
+        if mailboxes.capacity() > 16 && mailboxes.len() * 4 < mailboxes.capacity() {
+            let len = mailboxes.len();
+            mailboxes.shrink_to(len * 2);
+        }
     }
 
     // ---- channels ----------------------------------------------------------
@@ -594,16 +610,16 @@ impl<P> Registry<P> {
     /// Removes every subscription in `held` silently: what dropping a
     /// subscriber and evicting it for overflow both do.
     pub(crate) fn forget(&self, mailbox: &Arc<Mailbox<P>>, held: &mut crate::held::Held) {
-        for name in held.channels.drain() {
+        let sets = held.take();
+        for name in sets.channels {
             self.remove_channel(Space::Channel, &name, mailbox, None);
         }
-        for name in held.shards.drain() {
+        for name in sets.shards {
             self.remove_channel(Space::Shard, &name, mailbox, None);
         }
-        for name in held.patterns.drain() {
+        for name in sets.patterns {
             self.remove_pattern(&name, mailbox, None);
         }
-        *held = crate::held::Held::default();
     }
 
     /// Evicts a subscriber that overflowed under `Overflow::Disconnect`.

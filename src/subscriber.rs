@@ -11,7 +11,6 @@ use crossbeam_channel::Receiver;
 use smallvec::SmallVec;
 
 use crate::error::{RecvError, RecvTimeoutError, SubscribeError, TryRecvError, UnsubscribeError};
-use crate::fast_hash::shrink_when_sparse;
 use crate::held::{Family, Held};
 use crate::mailbox::{deadline_after, Bound, Empty, Mailbox};
 use crate::registry::{Registry, Space};
@@ -349,7 +348,7 @@ impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
                 self.mailbox.confirm(confirmation, None);
             }
         }
-        shrink_when_sparse(held.set(family));
+        held.released(family);
         held.count(family)
     }
 
@@ -636,7 +635,7 @@ impl<P> Drop for Subscriber<P> {
         let mut held = self.mailbox.held.lock();
         registry.forget(&self.mailbox, &mut held);
         drop(held);
-        registry.unregister(self.id);
+        registry.unregister(&self.mailbox);
     }
 }
 
