@@ -200,10 +200,16 @@ impl Name {
     /// channel again (with pattern subscribers but no exact ones) gets its
     /// name for a reference-count increment instead of an allocation. Long
     /// names are not remembered, so a thread keeps at most a small name.
+    #[inline]
     pub(crate) fn recent(bytes: &[u8]) -> Name {
         if Name::fits_inline(bytes.len()) || bytes.len() > RECENT_MAX_LEN {
             return Name::from(bytes);
         }
+        Name::recent_shared(bytes)
+    }
+
+    #[inline(never)]
+    fn recent_shared(bytes: &[u8]) -> Name {
         RECENT.with(|recent| {
             let mut recent = recent.borrow_mut();
             match &*recent {
@@ -247,6 +253,7 @@ impl Borrow<[u8]> for Name {
 }
 
 impl From<&[u8]> for Name {
+    #[inline]
     fn from(bytes: &[u8]) -> Self {
         if Name::fits_inline(bytes.len()) {
             let mut inline = Inline {

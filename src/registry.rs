@@ -160,6 +160,26 @@ struct Shard<P> {
     /// Channels whose publish is waiting for room (see the module docs).
     busy: SmallVec<[(Space, Name); 1]>,
     stats: StripeStats,
+    /// The patterns matching the channel this stripe published on last
+    /// (made on the first pattern publish here, then reused).
+    memo: Option<Box<Memo<P>>>,
+}
+
+/// The matches of one channel at one pattern-table version: a publish that
+/// finds the table at that version again (nothing was (un)subscribed since)
+/// delivers from here, without the table's lock or the matcher. Every
+/// pattern (un)subscription moves the version on, so the copy is exact;
+/// a publish that reads the version before a change lands is ordered
+/// before it, exactly as one that read the table then (the mailbox stamps
+/// catch the rest, see `Mailbox::offer`). The copies are made on the
+/// second publish in a row on a channel, so publishes that alternate
+/// channels on a stripe pay one comparison, not a copy each.
+struct Memo<P> {
+    channel: Name,
+    version: u64,
+    /// Whether `entries` holds the matches (not only the channel's name).
+    filled: bool,
+    entries: SmallVec<[PatternEntry<P>; 1]>,
 }
 
 impl<P> Shard<P> {
@@ -215,6 +235,72 @@ struct PatternEntry<P> {
     /// pattern counts and confirms, but is not in the trie.
     in_trie: bool,
     subscribers: Subscribers<P>,
+}
+
+impl<P> PatternEntry<P> {
+    /// A copy for a stripe's memo (patterns have no log).
+    fn snapshot(&self) -> PatternEntry<P> {
+        PatternEntry {
+            name: self.name.clone(),
+            in_trie: self.in_trie,
+            subscribers: Subscribers {
+                list: self.subscribers.list.clone(),
+                blockers: self.subscribers.blockers,
+                log: None,
+            },
+        }
+    }
+}
+
+impl<P> Memo<P> {
+    /// Whether this memo holds the matches of `channel` at `version`,
+    /// filling it if this is the second publish in a row there. `None`
+    /// (with `table` to read from) when it does not: the caller reads the
+    /// table itself.
+    fn ready(
+        memo: &mut Option<Box<Memo<P>>>,
+        channel: &[u8],
+        version: u64,
+        patterns: &Patterns<P>,
+    ) -> bool {
+        let Some(memo) = memo else {
+            *memo = Some(Box::new(Memo {
+                channel: Name::recent(channel),
+                version,
+                filled: false,
+                entries: SmallVec::new(),
+            }));
+            return false;
+        };
+        if memo.version != version || memo.channel != channel {
+            // Another channel or another table: remember the name and the
+            // version only (the copies go).
+            if memo.channel != channel {
+                memo.channel = Name::recent(channel);
+            }
+            memo.version = version;
+            memo.filled = false;
+            memo.entries.clear();
+            return false;
+        }
+        if !memo.filled {
+            let table = patterns
+                .table
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if patterns.version.load(Ordering::Acquire) != version {
+                return false; // it moved meanwhile: the caller reads it
+            }
+            memo.entries.extend(
+                table
+                    .matching(channel)
+                    .into_iter()
+                    .map(PatternEntry::snapshot),
+            );
+            memo.filled = true;
+        }
+        true
+    }
 }
 
 /// Every distinct live pattern, and the trie that finds the matching ones.
@@ -310,6 +396,7 @@ impl<P> Registry<P> {
                         channels: FastMap::default(),
                         shard_channels: FastMap::default(),
                         busy: SmallVec::new(),
+                        memo: None,
                         stats: StripeStats::default(),
                     }),
                     idle: Condvar::new(),
@@ -921,7 +1008,15 @@ impl<P: Clone> Registry<P> {
             }
         }
         let retained_here = keep > 0 && space == Space::Channel;
-        let table = (patterns > 0 || retained_here).then(|| {
+        // The stripe's memo of pattern matches, taken out for this publish
+        // (so the map stays usable) and put back before the stripe is
+        // released.
+        let mut memo = shard.memo.take();
+        let memoized = space == Space::Channel
+            && patterns > 0
+            && !retained_here
+            && Memo::ready(&mut memo, channel, seen_version, &self.patterns);
+        let table = (!memoized && (patterns > 0 || retained_here)).then(|| {
             self.patterns
                 .table
                 .read()
@@ -935,10 +1030,11 @@ impl<P: Clone> Registry<P> {
             (Space::Channel, None) => seen_version,
         };
         let exact = shard.map(space).get_key_value(channel);
-        let matched = table
-            .as_ref()
-            .map(|table| table.matching(channel))
-            .unwrap_or_default();
+        let matched: SmallVec<[&PatternEntry<P>; 4]> = match (&table, &memo) {
+            (Some(table), _) => table.matching(channel),
+            (None, Some(memo)) if memoized => memo.entries.iter().collect(),
+            _ => SmallVec::new(),
+        };
         let blockers = exact.map_or(0, |(_, subs)| subs.blockers)
             + matched
                 .iter()
@@ -957,6 +1053,7 @@ impl<P: Clone> Registry<P> {
         if total == 0 {
             drop(matched);
             drop(table);
+            shard.memo = memo;
             tally.record(&mut shard);
             return 0;
         }
@@ -1009,6 +1106,7 @@ impl<P: Clone> Registry<P> {
             drop(plan);
             drop(matched);
             drop(table);
+            shard.memo = memo;
             // Marked before the stripe is released: nothing on this channel
             // can get between the plan and its deliveries.
             shard.busy.push((space, busy_name.clone()));
@@ -1086,6 +1184,7 @@ impl<P: Clone> Registry<P> {
         }
         drop(matched);
         drop(table);
+        shard.memo = memo;
         tally.record(&mut shard);
         drop(shard);
         tally.counted as usize

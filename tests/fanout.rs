@@ -346,3 +346,72 @@ fn the_first_subscriber_moves_to_the_log_without_losing_its_queue() {
     assert_eq!(first.stats().received, 22);
     assert_eq!(broker.numsub(["moving"])[0].1, 2);
 }
+
+#[test]
+fn pattern_publishes_see_every_pattern_change_between_them() {
+    // A stripe remembers the patterns matching the channel it published on
+    // last, keyed by the pattern table's version: every (un)subscription in
+    // between, and every subscriber dropped, must be seen by the next
+    // publish, on the same channel and on others.
+    let broker = Broker::new();
+    let patterns = ["memo:*", "memo:?", "m*", "*:1", "nothing*"];
+    let channels = ["memo:1", "memo:2", "memo:1", "other:1"];
+    let mut subs: Vec<Option<Subscriber>> = (0..4).map(|_| None).collect();
+    let mut held: Vec<Vec<&str>> = vec![Vec::new(); 4];
+    let mut expected: Vec<usize> = vec![0; 4];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for _ in 0..2_000 {
+        let who = next(subs.len());
+        let pattern = patterns[next(patterns.len())];
+        match next(4) {
+            0 | 1 => {
+                let sub = subs[who].get_or_insert_with(|| {
+                    broker.subscriber_builder().confirmations(false).build()
+                });
+                sub.psubscribe([pattern]).unwrap();
+                if !held[who].contains(&pattern) {
+                    held[who].push(pattern);
+                }
+            }
+            2 => {
+                if let Some(sub) = &subs[who] {
+                    sub.punsubscribe([pattern]).unwrap();
+                    held[who].retain(|p| *p != pattern);
+                }
+            }
+            _ => {
+                // Dropped: its count so far is checked, then it is gone.
+                if let Some(sub) = subs[who].take() {
+                    let got = std::iter::from_fn(|| sub.try_recv().ok()).count();
+                    assert_eq!(got, expected[who], "subscriber {who} before its drop");
+                }
+                held[who].clear();
+                expected[who] = 0;
+            }
+        }
+        for channel in channels {
+            let mut reach = 0;
+            for (at, patterns) in held.iter().enumerate() {
+                let n = patterns
+                    .iter()
+                    .filter(|p| channelcast::glob_match(p, channel))
+                    .count();
+                expected[at] += n;
+                reach += n;
+            }
+            assert_eq!(broker.publish(channel, "x"), reach, "publish on {channel}");
+        }
+    }
+    for (at, sub) in subs.iter().enumerate() {
+        if let Some(sub) = sub {
+            let got = std::iter::from_fn(|| sub.try_recv().ok()).count();
+            assert_eq!(got, expected[at], "subscriber {at}");
+        }
+    }
+}
