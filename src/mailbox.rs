@@ -190,6 +190,7 @@ struct Inner<P> {
     stamp: u64,
     /// Patterns held that were joined with history (retained messages),
     /// with the table version of the join.
+    #[allow(clippy::box_collection)] // one pointer where a `Vec` is three
     history: Option<Box<Vec<(Name, u64)>>>,
     received: u64,
     dropped: u64,
