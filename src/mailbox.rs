@@ -915,16 +915,20 @@ impl<P: Clone> Mailbox<P> {
                 // A publisher is often only a moment away: look again a few
                 // times (spinning, then yielding) before going to sleep,
                 // which costs both sides a system call.
+                // The spinning happens without the mailbox lock, so the
+                // publisher it waits for does not have to fight for it.
                 spun = true;
-                let backoff = crossbeam_utils::Backoff::new();
-                while !backoff.is_completed()
-                    && deadline.map_or(true, |deadline| Instant::now() < deadline)
-                {
-                    MutexGuard::unlocked(&mut inner, || backoff.snooze());
-                    if self.waiting(&inner) > 0 || inner.state != State::Open {
-                        break;
+                MutexGuard::unlocked(&mut inner, || {
+                    let backoff = crossbeam_utils::Backoff::new();
+                    while !backoff.is_completed()
+                        && deadline.map_or(true, |deadline| Instant::now() < deadline)
+                    {
+                        backoff.snooze();
+                        if self.may_be_ready() {
+                            break;
+                        }
                     }
-                }
+                });
                 continue;
             }
             if self.sleep_on_log(&mut inner) {
@@ -1020,6 +1024,17 @@ impl<P: Clone> Mailbox<P> {
             }
         }
         Poll::Pending
+    }
+
+    /// Whether an item may be waiting, looked at without the mailbox lock
+    /// (a hint for a spinning receiver; the mailbox lock decides).
+    fn may_be_ready(&self) -> bool {
+        self.queued.load(Ordering::Acquire) != 0
+            || self.reader.try_lock().is_some_and(|reader| {
+                reader
+                    .as_ref()
+                    .is_some_and(|reader| reader.cursor.has_next())
+            })
     }
 
     /// The receive fast path: the next entry of the log this subscriber
