@@ -192,7 +192,6 @@ struct Inner<P> {
     /// with the table version of the join.
     #[allow(clippy::box_collection)] // one pointer where a `Vec` is three
     history: Option<Box<Vec<(Name, u64)>>>,
-    received: u64,
     dropped: u64,
     recv_waiters: u32,
     send_waiters: u32,
@@ -226,8 +225,6 @@ struct LogReader<P> {
     channel: Name,
     /// A shard channel (`smessage`) rather than a channel (`message`).
     shard: bool,
-    /// Deliveries read from the log.
-    received: u64,
 }
 
 impl<P: Clone> LogReader<P> {
@@ -236,7 +233,6 @@ impl<P: Clone> LogReader<P> {
     fn next(&mut self) -> Option<Message<P>> {
         Some(match self.cursor.next()? {
             Entry::Payload(payload) => {
-                self.received += 1;
                 let (channel, payload) = (self.channel.clone(), payload.clone());
                 if self.shard {
                     Message::SMessage { channel, payload }
@@ -249,12 +245,54 @@ impl<P: Clone> LogReader<P> {
     }
 }
 
-/// The log reader's own lock. Receivers take it without the mailbox lock
-/// (the receive fast path); it is held only to step the cursor, never while
+/// The most items an empty queue keeps room for, so that a steady
+/// one-in-one-out stream allocates nothing; a drained burst gives the rest
+/// back.
+const KEPT: usize = 4;
+
+/// What receivers take items from without the mailbox lock.
+struct Taken<P> {
+    /// Items moved out of the queue in one go, oldest first (unbounded
+    /// subscribers only: a bound counts what is queued, so a bounded
+    /// subscriber's items stay in the queue until received). Read before
+    /// the queue, which holds only newer items. Made for a burst, freed
+    /// once drained (a pointer the rest of the time).
+    #[allow(clippy::box_collection)] // one pointer where a `VecDeque` is four
+    batch: Option<Box<VecDeque<Message<P>>>>,
+    /// The log of the subscriber's only channel, read after the queue.
+    log: Option<Box<LogReader<P>>>,
+    /// Deliveries received from `batch` and `log`.
+    received: u64,
+}
+
+impl<P: Clone> Taken<P> {
+    /// The next item of the batch, then of the log (`log` false: the queue
+    /// may hold items that come before the log's).
+    #[inline]
+    fn next(&mut self, log: bool) -> Option<Message<P>> {
+        let message = match self.batch.as_mut().and_then(|batch| batch.pop_front()) {
+            Some(message) => {
+                if self.batch.as_ref().is_some_and(|batch| batch.is_empty()) {
+                    // A drained batch gives its memory back in one go (the
+                    // queue keeps the room a steady stream needs).
+                    self.batch = None;
+                }
+                message
+            }
+            None if log => self.log.as_mut()?.next()?,
+            None => return None,
+        };
+        self.received += u64::from(message.is_delivery());
+        Some(message)
+    }
+}
+
+/// The receivers' own lock. Receivers take it without the mailbox lock
+/// (the receive fast path); it is held only to take an item, never while
 /// waiting, so a plain spin lock (one atomic operation to take, a store to
 /// release) beats a parking mutex here. Lock order: `Mailbox::inner`, then
 /// this.
-type ReaderLock<P> = spin::mutex::SpinMutex<Option<Box<LogReader<P>>>>;
+type ReaderLock<P> = spin::mutex::SpinMutex<Taken<P>>;
 
 /// One subscriber's stream and everything about it (see the module docs).
 pub(crate) struct Mailbox<P> {
@@ -313,7 +351,6 @@ impl<P> Mailbox<P> {
                 state: State::Open,
                 stamp: 0,
                 history: None,
-                received: 0,
                 dropped: 0,
                 recv_waiters: 0,
                 send_waiters: 0,
@@ -321,7 +358,11 @@ impl<P> Mailbox<P> {
                 log_sleeper: false,
             }),
             queued: AtomicUsize::new(0),
-            reader: ReaderLock::new(None),
+            reader: ReaderLock::new(Taken {
+                batch: None,
+                log: None,
+                received: 0,
+            }),
             slot: AtomicUsize::new(0),
             readable: Condvar::new(),
             bound: bound.map(Box::new),
@@ -349,17 +390,16 @@ impl<P> Mailbox<P> {
     /// channel's stripe lock, right after the subscribe confirmation.
     pub(crate) fn join_log(&self, cursor: Cursor<P, Mailbox<P>>, channel: Name, shard: bool) {
         let _inner = self.inner.lock();
-        *self.lock_reader() = Some(Box::new(LogReader {
+        self.lock_reader().log = Some(Box::new(LogReader {
             cursor,
             channel,
             shard,
-            received: 0,
         }));
     }
 
     /// Takes the log reader's lock (held for a few instructions by whoever
     /// has it: spin, then yield).
-    fn lock_reader(&self) -> spin::mutex::SpinMutexGuard<'_, Option<Box<LogReader<P>>>> {
+    fn lock_reader(&self) -> spin::mutex::SpinMutexGuard<'_, Taken<P>> {
         let backoff = crossbeam_utils::Backoff::new();
         loop {
             if let Some(reader) = self.reader.try_lock() {
@@ -379,6 +419,7 @@ impl<P> Mailbox<P> {
     /// is a shard channel).
     pub(crate) fn log_channel(&self) -> Option<(Name, bool)> {
         self.lock_reader()
+            .log
             .as_ref()
             .map(|reader| (reader.channel.clone(), reader.shard))
     }
@@ -813,17 +854,15 @@ impl<P> Mailbox<P> {
     /// subscriber is going away).
     pub(crate) fn drop_log(&self) {
         let mut inner = self.inner.lock();
-        if let Some(reader) = self.lock_reader().take() {
-            inner.received += reader.received;
-        }
+        self.lock_reader().log = None;
         inner.log_sleeper = false;
     }
 
     /// Before waiting: makes sure the log this subscriber reads (if any)
     /// will wake it; returns whether an entry arrived meanwhile.
     fn sleep_on_log(self: &Arc<Self>, inner: &mut Inner<P>) -> bool {
-        let reader = self.lock_reader();
-        let Some(reader) = reader.as_ref() else {
+        let taken = self.lock_reader();
+        let Some(reader) = taken.log.as_ref() else {
             return false;
         };
         if inner.log_sleeper {
@@ -857,20 +896,17 @@ impl<P: Clone> Mailbox<P> {
     /// queued here, in order. Called under the channel's stripe lock.
     pub(crate) fn leave_log(&self) {
         let mut inner = self.inner.lock();
-        let Some(mut reader) = self.lock_reader().take() else {
+        let Some(mut reader) = self.lock_reader().log.take() else {
             return;
         };
         inner.log_sleeper = false;
-        let mut moved = 0;
+        // Behind whatever the batch and the queue hold: it is newer.
         while let Some(message) = reader.next() {
             if message.is_delivery() {
                 inner.deliveries += 1;
-                moved += 1;
             }
             inner.items.push_back(message);
         }
-        // What was moved here is counted when it is taken from the queue.
-        inner.received += reader.received - moved;
         self.sync_queued(&inner);
     }
 
@@ -901,8 +937,8 @@ impl<P: Clone> Mailbox<P> {
         let mut spun = false;
         loop {
             if let Some(message) = self.pop(&mut inner) {
-                if inner.recv_waiters > 0 && !inner.items.is_empty() {
-                    // Pass the wake-up on: more is queued than we took.
+                if inner.recv_waiters > 0 && self.waiting(&inner) > 0 {
+                    // Pass the wake-up on: more is waiting than we took.
                     self.readable.notify_one();
                 }
                 return Ok(message);
@@ -1030,38 +1066,59 @@ impl<P: Clone> Mailbox<P> {
     /// (a hint for a spinning receiver; the mailbox lock decides).
     fn may_be_ready(&self) -> bool {
         self.queued.load(Ordering::Acquire) != 0
-            || self.reader.try_lock().is_some_and(|reader| {
-                reader
-                    .as_ref()
-                    .is_some_and(|reader| reader.cursor.has_next())
+            || self.reader.try_lock().is_some_and(|taken| {
+                taken.batch.is_some()
+                    || taken
+                        .log
+                        .as_ref()
+                        .is_some_and(|reader| reader.cursor.has_next())
             })
     }
 
-    /// The receive fast path: the next entry of the log this subscriber
-    /// reads, without the mailbox lock, when nothing is queued before it.
-    /// `None` sends the caller to the slow path (which looks again).
+    /// The receive fast path, without the mailbox lock: the next item of
+    /// the batch taken from the queue, or else (when nothing is queued
+    /// before it) of the log this subscriber reads. `None` sends the caller
+    /// to the slow path (which looks again).
     #[inline]
     fn take_fast(&self) -> Option<Message<P>> {
-        if self.queued.load(Ordering::Acquire) != 0 {
-            return None;
-        }
-        self.reader.try_lock()?.as_mut()?.next()
+        let mut taken = self.reader.try_lock()?;
+        taken.next(self.queued.load(Ordering::Acquire) == 0)
     }
 
     fn pop(&self, inner: &mut MutexGuard<'_, Inner<P>>) -> Option<Message<P>> {
+        let mut taken = self.lock_reader();
+        if let Some(message) = taken.next(false) {
+            return Some(message);
+        }
+        if self.bound.is_none() && inner.items.len() > 1 {
+            // Unbounded: take the whole queue in one go (the receivers then
+            // serve themselves from the batch without this lock, and the
+            // publishers find it free).
+            let batch = taken.batch.get_or_insert_with(Box::default);
+            std::mem::swap(&mut **batch, &mut inner.items);
+            inner.deliveries = 0;
+            self.sync_queued(inner);
+            return taken.next(false);
+        }
         let Some(message) = inner.items.pop_front() else {
-            return self.lock_reader().as_mut()?.next();
+            return taken.next(true);
         };
+        taken.received += u64::from(message.is_delivery());
+        let taken_log = taken.log.is_some();
+        drop(taken);
         self.sync_queued(inner);
         let (len, capacity) = (inner.items.len(), inner.items.capacity());
-        if capacity > 32 && len * 4 < capacity {
+        if len == 0 && (capacity > KEPT || taken_log) {
+            // Drained: keep room for a steady stream, no more (a log reader
+            // queues nothing after its confirmation: it keeps nothing).
+            inner.items = VecDeque::new();
+        } else if capacity > 32 && len * 4 < capacity {
             // Give a drained burst's memory back (amortized: the queue grew
             // by at least as many pushes).
             inner.items.shrink_to(len * 2);
         }
         if message.is_delivery() {
             inner.deliveries -= 1;
-            inner.received += 1;
             if let Some(bound) = &self.bound {
                 inner.bytes -= bound.weigh(&message);
             }
@@ -1090,9 +1147,11 @@ impl<P: Clone> Mailbox<P> {
     }
 
     fn waiting(&self, inner: &Inner<P>) -> usize {
+        let taken = self.lock_reader();
         inner.items.len()
-            + self
-                .lock_reader()
+            + taken.batch.as_ref().map_or(0, |batch| batch.len())
+            + taken
+                .log
                 .as_ref()
                 .map_or(0, |reader| reader.cursor.pending())
     }
@@ -1101,11 +1160,7 @@ impl<P: Clone> Mailbox<P> {
         let inner = self.inner.lock();
         SubscriberStats {
             queued: self.waiting(&inner),
-            received: inner.received
-                + self
-                    .lock_reader()
-                    .as_ref()
-                    .map_or(0, |reader| reader.received),
+            received: self.lock_reader().received,
             dropped: inner.dropped,
         }
     }

@@ -162,6 +162,60 @@ fn per_idle_subscriber(n: usize) -> i64 {
     delta / count(n)
 }
 
+/// Bytes a subscriber keeps once it has received and drained messages
+/// (a burst of 100, then a steady one-in-one-out stream), beyond what it
+/// held just after subscribing: `(queue-fed, log reader)`. Queue-fed: each
+/// of `n` subscribers holds a channel of its own; log readers: `n`
+/// subscribers of one channel.
+fn per_used_subscriber(n: usize) -> (i64, i64) {
+    let payload = Bytes::from_static(b"payload");
+    let use_them = |broker: &Broker, subs: &[Subscriber], channels: &[Name]| {
+        for _ in 0..100 {
+            for channel in channels {
+                broker.publish(channel, payload.clone());
+            }
+        }
+        subs.iter().for_each(drain);
+        for _ in 0..10 {
+            for channel in channels {
+                broker.publish(channel, payload.clone());
+            }
+            subs.iter().for_each(drain);
+        }
+    };
+
+    let broker = Broker::new();
+    let channels: Vec<Name> = (0..n).map(|i| Name::from(format!("own:{i}"))).collect();
+    let subs: Vec<Subscriber> = channels
+        .iter()
+        .map(|channel| {
+            let sub = broker.subscriber();
+            sub.subscribe([channel]).unwrap();
+            sub
+        })
+        .collect();
+    subs.iter().for_each(drain);
+    let before = live();
+    use_them(&broker, &subs, &channels);
+    let queue_fed = (live() - before) / count(n);
+    drop(subs);
+
+    let broker = Broker::new();
+    let shared = [Name::from("shared")];
+    let subs: Vec<Subscriber> = (0..n)
+        .map(|_| {
+            let sub = broker.subscriber();
+            sub.subscribe(&shared).unwrap();
+            sub
+        })
+        .collect();
+    subs.iter().for_each(drain);
+    let before = live();
+    use_them(&broker, &subs, &shared);
+    let log_reader = (live() - before) / count(n);
+    (queue_fed, log_reader)
+}
+
 /// Bytes per distinct pattern `user:{i}:*`, one subscriber holding them
 /// all, beyond the pattern's name (built beforehand, as for channels).
 fn per_pattern(n: usize) -> i64 {
@@ -358,6 +412,11 @@ fn memory_use() {
         "idle subscriber: {idle} B heap + {} B handle",
         std::mem::size_of::<Subscriber>()
     );
+    let (used_queue, used_log) = per_used_subscriber(1_000);
+    eprintln!(
+        "after use (a burst of 100 and a steady stream, drained): a queue-fed \
+         subscriber keeps {used_queue} B more, a log reader {used_log} B more"
+    );
 
     let pattern = per_pattern(10_000);
     eprintln!("pattern (10,000 × `user:{{i}}:*`): {pattern} B each beyond the name");
@@ -406,6 +465,13 @@ fn memory_use() {
         );
     }
     assert!(idle <= KIB, "{idle} B per idle subscriber");
+    // Room for a steady stream (4 items), no more; a log reader, nothing.
+    let item = i64::try_from(std::mem::size_of::<Message>()).expect("small");
+    assert!(
+        used_queue <= 4 * item + 16,
+        "a drained queue-fed subscriber keeps {used_queue} B"
+    );
+    assert!(used_log <= 16, "a drained log reader keeps {used_log} B");
     assert!(pattern <= 512, "{pattern} B per pattern");
     assert!(
         zero_copy_allocated < 2 * MIB,
