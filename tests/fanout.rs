@@ -415,3 +415,69 @@ fn pattern_publishes_see_every_pattern_change_between_them() {
         }
     }
 }
+
+#[test]
+fn threads_sharing_one_queue_fed_subscriber_get_each_delivery_once_in_order() {
+    // A subscriber of two channels has a queue of its own; its receivers
+    // take the whole queue into a batch and serve themselves from it
+    // without the queue's lock. Shared by three receiving threads (some
+    // blocking, some polling) while publishers run: each delivery once,
+    // FIFO per publisher in each thread, exact counts, nobody left asleep.
+    let broker = Broker::new();
+    let shared = Arc::new(broker.subscriber_builder().confirmations(false).build());
+    shared.subscribe(["left", "right"]).unwrap();
+    let mut writers = publishers(&broker, "left");
+    writers.extend(publishers(&broker, "right"));
+    let all = 2 * PUBLISHERS * EACH;
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let readers: Vec<_> = (0..3)
+        .map(|r| {
+            let (shared, taken) = (Arc::clone(&shared), Arc::clone(&taken));
+            thread::spawn(move || {
+                let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+                while taken.load(std::sync::atomic::Ordering::SeqCst) < all {
+                    let item = if r == 0 {
+                        match shared.try_recv() {
+                            Ok(item) => item,
+                            Err(TryRecvError::Empty) => {
+                                thread::yield_now();
+                                continue;
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    } else {
+                        match shared.recv_timeout(Duration::from_millis(50)) {
+                            Ok(item) => item,
+                            Err(channelcast::RecvTimeoutError::Timeout) => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    };
+                    let Message::Message { channel, payload } = item else {
+                        panic!("unexpected {item:?}");
+                    };
+                    taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    seen.entry(channel.to_string())
+                        .or_default()
+                        .push(String::from_utf8(payload.to_vec()).unwrap());
+                }
+                seen
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let mut everything = Vec::new();
+    for reader in readers {
+        for (channel, seen) in reader.join().expect("a reader panicked") {
+            assert_fifo(&seen);
+            everything.extend(seen.into_iter().map(|p| format!("{channel}/{p}")));
+        }
+    }
+    assert_eq!(everything.len(), all, "each delivery once");
+    everything.sort();
+    everything.dedup();
+    assert_eq!(everything.len(), all, "no delivery twice");
+    let stats = shared.stats();
+    assert_eq!((stats.received, stats.queued), (all as u64, 0));
+}
