@@ -228,11 +228,13 @@ struct LogReader<P> {
 }
 
 impl<P: Clone> LogReader<P> {
-    /// The next entry as the item the subscriber receives.
+    /// The next entry as the item the subscriber receives; counts it in
+    /// `received` when it is a delivery.
     #[inline]
-    fn next(&mut self) -> Option<Message<P>> {
+    fn next(&mut self, received: &mut u64) -> Option<Message<P>> {
         Some(match self.cursor.next()? {
             Entry::Payload(payload) => {
+                *received += 1;
                 let (channel, payload) = (self.channel.clone(), payload.clone());
                 if self.shard {
                     Message::SMessage { channel, payload }
@@ -270,20 +272,21 @@ impl<P: Clone> Taken<P> {
     /// may hold items that come before the log's).
     #[inline]
     fn next(&mut self, log: bool) -> Option<Message<P>> {
-        let message = match self.batch.as_mut().and_then(|batch| batch.pop_front()) {
-            Some(message) => {
-                if self.batch.as_ref().is_some_and(|batch| batch.is_empty()) {
-                    // A drained batch gives its memory back in one go (the
-                    // queue keeps the room a steady stream needs).
-                    self.batch = None;
-                }
-                message
+        if let Some(batch) = &mut self.batch {
+            let message = batch.pop_front();
+            if batch.is_empty() {
+                // A drained batch gives its memory back in one go (the
+                // queue keeps the room a steady stream needs).
+                self.batch = None;
             }
-            None if log => self.log.as_mut()?.next()?,
-            None => return None,
-        };
-        self.received += u64::from(message.is_delivery());
-        Some(message)
+            let message = message?;
+            self.received += u64::from(message.is_delivery());
+            return Some(message);
+        }
+        if !log {
+            return None;
+        }
+        self.log.as_mut()?.next(&mut self.received)
     }
 }
 
@@ -901,7 +904,9 @@ impl<P: Clone> Mailbox<P> {
         };
         inner.log_sleeper = false;
         // Behind whatever the batch and the queue hold: it is newer.
-        while let Some(message) = reader.next() {
+        // Moved, not received: counted when taken from the queue.
+        let mut moved = 0;
+        while let Some(message) = reader.next(&mut moved) {
             if message.is_delivery() {
                 inner.deliveries += 1;
             }
