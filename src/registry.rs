@@ -10,7 +10,8 @@
 //! 2. one stripe mutex of the channel maps at a time (never two);
 //! 3. the pattern table's sharded read/write lock (a publisher reads one
 //!    shard of it; a pattern (un)subscribe writes every shard);
-//! 4. a mailbox's queue mutex (a leaf: nothing is taken while holding it).
+//! 4. a mailbox's queue mutex;
+//! 5. a mailbox's receivers' spin lock (its batch and log cursor; a leaf).
 //!
 //! A thread holding a lock may only take locks further down the list. The
 //! `mailboxes` mutex and the `tap` lock (`redis` feature) are leaves too.
@@ -43,7 +44,9 @@
 //!   at; a mailbox stamped later refuses it as stale, and the publisher
 //!   recomputes that subscriber's pattern deliveries from the current
 //!   table. So the group always matches exactly the subscriptions the
-//!   subscriber's stream has confirmed at that point.
+//!   subscriber's stream has confirmed at that point. A stripe's memo of
+//!   pattern matches (`Memo`) is used only while the table's version is
+//!   the one it was made at, so it reads exactly what the table would.
 //! - *Late joiners* (retained messages, beyond Redis): a publish records
 //!   itself in its channel's store under the locks that order it with
 //!   joiners; `retained` has the argument.
