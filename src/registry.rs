@@ -13,7 +13,10 @@
 //! 4. a mailbox's queue mutex;
 //! 5. a mailbox's receivers' spin lock (its batch and log cursor; a leaf).
 //!
-//! A thread holding a lock may only take locks further down the list. The
+//! A thread holding a lock may only take locks further down the list (one
+//! exception, which cannot deadlock: moving a channel's first subscriber
+//! onto the channel's log *tries* its `held` under the stripe, and leaves
+//! it where it is if that fails). The
 //! `mailboxes` mutex and the `tap` lock (`redis` feature) are leaves too.
 //! Retention's locks (see `retained`) sit between 3 and 4.
 //!
