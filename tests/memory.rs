@@ -164,9 +164,10 @@ fn per_idle_subscriber(n: usize) -> i64 {
 
 /// Bytes a subscriber keeps once it has received and drained messages
 /// (a burst of 100, then a steady one-in-one-out stream), beyond what it
-/// held just after subscribing: `(queue-fed, log reader)`. Queue-fed: each
-/// of `n` subscribers holds a channel of its own; log readers: `n`
-/// subscribers of one channel.
+/// held just after subscribing (without confirmations, so that nothing was
+/// queued before): `(queue-fed, log reader)`. Queue-fed: each of `n`
+/// subscribers holds a channel of its own; log readers: `n` subscribers of
+/// one channel.
 fn per_used_subscriber(n: usize) -> (i64, i64) {
     let payload = Bytes::from_static(b"payload");
     let use_them = |broker: &Broker, subs: &[Subscriber], channels: &[Name]| {
@@ -189,12 +190,11 @@ fn per_used_subscriber(n: usize) -> (i64, i64) {
     let subs: Vec<Subscriber> = channels
         .iter()
         .map(|channel| {
-            let sub = broker.subscriber();
+            let sub = broker.subscriber_builder().confirmations(false).build();
             sub.subscribe([channel]).unwrap();
             sub
         })
         .collect();
-    subs.iter().for_each(drain);
     let before = live();
     use_them(&broker, &subs, &channels);
     let queue_fed = (live() - before) / count(n);
@@ -204,12 +204,11 @@ fn per_used_subscriber(n: usize) -> (i64, i64) {
     let shared = [Name::from("shared")];
     let subs: Vec<Subscriber> = (0..n)
         .map(|_| {
-            let sub = broker.subscriber();
+            let sub = broker.subscriber_builder().confirmations(false).build();
             sub.subscribe(&shared).unwrap();
             sub
         })
         .collect();
-    subs.iter().for_each(drain);
     let before = live();
     use_them(&broker, &subs, &shared);
     let log_reader = (live() - before) / count(n);
