@@ -392,12 +392,18 @@ impl<P> Mailbox<P> {
     /// Starts reading `channel` from its log at `cursor`. Called under the
     /// channel's stripe lock, right after the subscribe confirmation.
     pub(crate) fn join_log(&self, cursor: Cursor<P, Mailbox<P>>, channel: Name, shard: bool) {
-        let _inner = self.inner.lock();
+        let mut inner = self.inner.lock();
         self.lock_reader().log = Some(Box::new(LogReader {
             cursor,
             channel,
             shard,
         }));
+        // A receiver already waiting is registered with this mailbox only,
+        // and appends wake the log's sleepers only: wake it, so that it
+        // looks again and registers with the log before it waits.
+        let wakers = self.wake_receivers(&mut inner);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
     }
 
     /// Takes the log reader's lock (held for a few instructions by whoever
@@ -832,6 +838,19 @@ impl<P> Mailbox<P> {
     /// The subscriber is going away: release every publisher waiting for it.
     pub(crate) fn subscriber_dropped(&self) {
         self.close(State::Dropped);
+        // Nobody can receive any more: what was waiting goes now, not when
+        // the last reference to the mailbox does (a stripe's memo of
+        // pattern matches may hold one until its next publish).
+        let mut inner = self.inner.lock();
+        let items = std::mem::take(&mut inner.items);
+        inner.deliveries = 0;
+        inner.bytes = 0;
+        self.sync_queued(&inner);
+        // (A log cursor goes when the registry takes the subscriber off
+        // the channel, which counts its readers.)
+        let batch = self.lock_reader().batch.take();
+        drop(inner);
+        drop((items, batch));
     }
 
     fn close(&self, state: State) {
@@ -1152,7 +1171,11 @@ impl<P: Clone> Mailbox<P> {
     }
 
     fn waiting(&self, inner: &Inner<P>) -> usize {
-        let taken = self.lock_reader();
+        Self::waiting_in(inner, &self.lock_reader())
+    }
+
+    /// Items waiting, with the receivers' lock held by the caller.
+    fn waiting_in(inner: &Inner<P>, taken: &Taken<P>) -> usize {
         inner.items.len()
             + taken.batch.as_ref().map_or(0, |batch| batch.len())
             + taken
@@ -1163,9 +1186,12 @@ impl<P: Clone> Mailbox<P> {
 
     pub(crate) fn stats(&self) -> SubscriberStats {
         let inner = self.inner.lock();
+        // One look at the receivers' side: a receive in between would count
+        // an item both as queued and as received.
+        let taken = self.lock_reader();
         SubscriberStats {
-            queued: self.waiting(&inner),
-            received: self.lock_reader().received,
+            queued: Self::waiting_in(&inner, &taken),
+            received: taken.received,
             dropped: inner.dropped,
         }
     }

@@ -996,6 +996,10 @@ impl<P: Clone> Registry<P> {
         };
         // Retained channels record under the table's read lock too (see `retained`).
         let keep = self.retained.depth(space, channel);
+        if patterns == 0 && shard.memo.is_some() {
+            // No pattern is left: let go of the mailboxes the memo holds.
+            shard.memo = None;
+        }
         if patterns == 0 && keep == 0 {
             // The fan-out fast path: a channel whose subscribers all read
             // its log costs one append, whatever their number.
