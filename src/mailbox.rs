@@ -300,9 +300,9 @@ type ReaderLock<P> = spin::mutex::SpinMutex<Taken<P>>;
 /// One subscriber's stream and everything about it (see the module docs).
 pub(crate) struct Mailbox<P> {
     inner: Mutex<Inner<P>>,
-    /// `inner.items.len()`, republished whenever it changes under the
-    /// mailbox lock: a receiver that sees 0 may read the log without that
-    /// lock. (Nothing is queued while the subscriber reads a log, except the
+    /// 1 while `inner.items` holds anything, 0 when it is empty, written
+    /// under the mailbox lock: a receiver that sees 0 may read the log
+    /// without that lock. (Nothing is queued while the subscriber reads a log, except the
     /// confirmation before it joins; see `Registry::leave_log`.)
     queued: AtomicUsize,
     /// Set while this subscriber reads its only channel from the channel's
@@ -421,7 +421,14 @@ impl<P> Mailbox<P> {
     /// Republishes the queue's length for the receive fast path; called
     /// under the mailbox lock after every change to `items`.
     fn sync_queued(&self, inner: &Inner<P>) {
-        self.queued.store(inner.items.len(), Ordering::Release);
+        // Only whether anything is queued matters to the fast path: written
+        // when that changes, so a publisher adding to a non-empty queue
+        // does not write the line again (a neighbouring mailbox's
+        // publisher may be using it).
+        let queued = usize::from(!inner.items.is_empty());
+        if self.queued.load(Ordering::Relaxed) != queued {
+            self.queued.store(queued, Ordering::Release);
+        }
     }
 
     /// The channel whose log this subscriber reads (its name, and whether it
