@@ -630,6 +630,7 @@ mod held;
 mod late_joiners;
 mod log;
 mod mailbox;
+mod members;
 mod message;
 mod name;
 mod registry;

@@ -68,6 +68,7 @@ use smallvec::SmallVec;
 use crate::fast_hash::{shrink_when_sparse, FastMap, Hasher};
 use crate::log::{Entry, Log};
 use crate::mailbox::{Group, Mailbox, Offered, Patience, Refused};
+use crate::members::Members;
 use crate::retained::Retained;
 pub(crate) use crate::space::Space;
 use crate::stats::BrokerStats;
@@ -79,15 +80,21 @@ use crate::{Glob, Message, Name};
 #[cfg(feature = "redis")]
 pub(crate) type Tap<P> = Arc<dyn Fn(Space, &[u8], &P) + Send + Sync>;
 
-/// The subscribers of one channel or pattern. Most names have one or two,
-/// so the first lives inline.
+/// The subscribers of one channel or pattern. Most names have one, kept
+/// inline.
 pub(crate) struct Subscribers<P> {
-    list: SmallVec<[Arc<Mailbox<P>>; 1]>,
+    list: Members<Arc<Mailbox<P>>>,
+    /// What few names need, boxed so that the others pay a pointer.
+    extra: Option<Box<Extra<P>>>,
+}
+
+/// The rarer parts of a name's subscribers.
+struct Extra<P> {
     /// How many of them may make a publisher wait (`Block`, `BlockFor`).
     blockers: usize,
     /// A channel's log (see `log.rs`), while subscribers read it instead of
-    /// being in `list`; boxed, so that names without one pay a pointer.
-    log: Option<Box<ChannelLog<P>>>,
+    /// being in `list`.
+    log: Option<ChannelLog<P>>,
 }
 
 /// A channel's log and its readers. Only touched under the stripe's lock
@@ -100,24 +107,57 @@ struct ChannelLog<P> {
 impl<P> Default for Subscribers<P> {
     fn default() -> Self {
         Subscribers {
-            list: SmallVec::new(),
-            blockers: 0,
-            log: None,
+            list: Members::None,
+            extra: None,
         }
     }
 }
 
 impl<P> Subscribers<P> {
     fn add(&mut self, mailbox: &Arc<Mailbox<P>>) {
-        self.blockers += usize::from(mailbox.blocks());
+        if mailbox.blocks() {
+            self.extra_mut().blockers += 1;
+        }
         self.list.push(Arc::clone(mailbox));
     }
 
     fn remove(&mut self, mailbox: &Arc<Mailbox<P>>) {
         if let Some(at) = self.list.iter().position(|m| Arc::ptr_eq(m, mailbox)) {
-            self.blockers -= usize::from(mailbox.blocks());
+            if mailbox.blocks() {
+                self.extra_mut().blockers -= 1;
+                self.tidy();
+            }
             self.list.swap_remove(at);
         }
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra<P> {
+        self.extra.get_or_insert_with(|| {
+            Box::new(Extra {
+                blockers: 0,
+                log: None,
+            })
+        })
+    }
+
+    /// Frees the rarer parts once unused.
+    fn tidy(&mut self) {
+        if self
+            .extra
+            .as_ref()
+            .is_some_and(|extra| extra.blockers == 0 && extra.log.is_none())
+        {
+            self.extra = None;
+        }
+    }
+
+    /// How many of them may make a publisher wait (`Block`, `BlockFor`).
+    fn blockers(&self) -> usize {
+        self.extra.as_ref().map_or(0, |extra| extra.blockers)
+    }
+
+    fn log_mut(&mut self) -> Option<&mut ChannelLog<P>> {
+        self.extra.as_mut().and_then(|extra| extra.log.as_mut())
     }
 
     fn contains(&self, mailbox: &Arc<Mailbox<P>>) -> bool {
@@ -131,15 +171,21 @@ impl<P> Subscribers<P> {
 
     /// Subscribers that read the log.
     fn readers(&self) -> usize {
-        self.log.as_ref().map_or(0, |log| log.readers)
+        self.extra
+            .as_ref()
+            .and_then(|extra| extra.log.as_ref())
+            .map_or(0, |log| log.readers)
     }
 
     /// One log reader less; the log goes with the last.
     fn reader_left(&mut self) {
-        if let Some(log) = &mut self.log {
-            log.readers -= 1;
-            if log.readers == 0 {
-                self.log = None;
+        if let Some(extra) = &mut self.extra {
+            if let Some(log) = &mut extra.log {
+                log.readers -= 1;
+                if log.readers == 0 {
+                    extra.log = None;
+                    self.tidy();
+                }
             }
         }
     }
@@ -251,8 +297,12 @@ impl<P> PatternEntry<P> {
             in_trie: self.in_trie,
             subscribers: Subscribers {
                 list: self.subscribers.list.clone(),
-                blockers: self.subscribers.blockers,
-                log: None,
+                extra: (self.subscribers.blockers() > 0).then(|| {
+                    Box::new(Extra {
+                        blockers: self.subscribers.blockers(),
+                        log: None,
+                    })
+                }),
             },
         }
     }
@@ -521,12 +571,13 @@ impl<P> Registry<P> {
         }
         drop(table);
         if sole && mailbox.may_read_log() && subscribers.len() > 0 {
-            let log = subscribers.log.get_or_insert_with(|| {
-                Box::new(ChannelLog {
+            let log = subscribers
+                .extra_mut()
+                .log
+                .get_or_insert_with(|| ChannelLog {
                     log: Log::new(),
                     readers: 0,
-                })
-            });
+                });
             mailbox.join_log(log.log.cursor(), name.clone(), space == Space::Shard);
             log.readers += 1;
             // A queue-fed subscriber that holds only this channel (the one
@@ -539,10 +590,12 @@ impl<P> Registry<P> {
                 queued.may_read_log()
                     && queued.held.try_lock().is_some_and(|held| held.total() == 1)
             });
-            if let (Some(at), Some(log)) = (movable, subscribers.log.as_mut()) {
+            if let Some(at) = movable {
                 let queued = subscribers.list.swap_remove(at);
-                queued.join_log(log.log.cursor(), name.clone(), space == Space::Shard);
-                log.readers += 1;
+                if let Some(log) = subscribers.log_mut() {
+                    queued.join_log(log.log.cursor(), name.clone(), space == Space::Shard);
+                    log.readers += 1;
+                }
             }
         } else {
             subscribers.add(mailbox);
@@ -945,7 +998,7 @@ impl<P: Clone> Registry<P> {
         if let Some(log) = shard
             .map_mut(space)
             .get_mut(channel)
-            .and_then(|subs| subs.log.as_mut())
+            .and_then(Subscribers::log_mut)
         {
             log.log.append(Entry::Lost(missed));
         }
@@ -1007,7 +1060,7 @@ impl<P: Clone> Registry<P> {
                 .map_mut(space)
                 .get_mut(channel)
                 .filter(|subs| subs.list.is_empty())
-                .and_then(|subs| subs.log.as_mut())
+                .and_then(Subscribers::log_mut)
             {
                 let readers = log.readers;
                 log.log.append(Entry::Payload(payload));
@@ -1045,10 +1098,10 @@ impl<P: Clone> Registry<P> {
             (None, Some(memo)) if memoized => memo.entries.iter().collect(),
             _ => SmallVec::new(),
         };
-        let blockers = exact.map_or(0, |(_, subs)| subs.blockers)
+        let blockers = exact.map_or(0, |(_, subs)| subs.blockers())
             + matched
                 .iter()
-                .map(|e| e.subscribers.blockers)
+                .map(|e| e.subscribers.blockers())
                 .sum::<usize>();
         let readers = exact.map_or(0, |(_, subs)| subs.readers());
         let queued_to = exact.map_or(0, |(_, subs)| subs.list.len())
@@ -1078,7 +1131,7 @@ impl<P: Clone> Registry<P> {
             if let Some(log) = shard
                 .map_mut(space)
                 .get_mut(channel)
-                .and_then(|subs| subs.log.as_mut())
+                .and_then(Subscribers::log_mut)
             {
                 log.log.append(log_entry);
             }
