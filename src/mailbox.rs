@@ -386,24 +386,40 @@ impl<P> Mailbox<P> {
 
     /// From now on, never read a channel log (the readiness handle is in use).
     pub(crate) fn forbid_log(&self) {
+        // Under the mailbox lock, as `join_log` checks it: a join either
+        // comes first (and the caller then leaves the log again) or is
+        // refused.
+        let _inner = self.inner.lock();
         self.no_log.store(true, Ordering::Release);
     }
 
     /// Starts reading `channel` from its log at `cursor`. Called under the
     /// channel's stripe lock, right after the subscribe confirmation.
-    pub(crate) fn join_log(&self, cursor: Cursor<P, Mailbox<P>>, channel: Name, shard: bool) {
+    /// Returns false, changing nothing, when the readiness handle was asked
+    /// for since the caller looked (`may_read_log`).
+    pub(crate) fn join_log(
+        &self,
+        cursor: Cursor<P, Mailbox<P>>,
+        channel: Name,
+        shard: bool,
+    ) -> bool {
         let mut inner = self.inner.lock();
+        if self.no_log.load(Ordering::Acquire) {
+            return false;
+        }
         self.lock_reader().log = Some(Box::new(LogReader {
             cursor,
             channel,
             shard,
         }));
-        // A receiver already waiting is registered with this mailbox only,
-        // and appends wake the log's sleepers only: wake it, so that it
-        // looks again and registers with the log before it waits.
+        // Receivers already waiting are registered with this mailbox only,
+        // and appends wake the log's sleepers only: wake them all, so that
+        // they look again and register with the log before they wait.
+        self.readable.notify_all();
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
         wakers.into_iter().for_each(Waker::wake);
+        true
     }
 
     /// Takes the log reader's lock (held for a few instructions by whoever
@@ -968,10 +984,7 @@ impl<P: Clone> Mailbox<P> {
         let mut spun = false;
         loop {
             if let Some(message) = self.pop(&mut inner) {
-                if inner.recv_waiters > 0 && self.waiting(&inner) > 0 {
-                    // Pass the wake-up on: more is waiting than we took.
-                    self.readable.notify_one();
-                }
+                self.hand_over(&mut inner);
                 return Ok(message);
             }
             Self::ended(&inner)?;
@@ -1011,11 +1024,23 @@ impl<P: Clone> Mailbox<P> {
             };
             inner.recv_waiters -= 1;
             if timed_out {
-                return self.pop(&mut inner).ok_or(Empty::Now).or_else(|empty| {
+                let taken = self.pop(&mut inner);
+                self.hand_over(&mut inner);
+                return taken.ok_or(Empty::Now).or_else(|empty| {
                     Self::ended(&inner)?;
                     Err(empty)
                 });
             }
+        }
+    }
+
+    /// Before a receiver leaves while others still wait (blocked threads
+    /// share one registration with the log, and an append wakes one of
+    /// them): wakes one if something is waiting, and makes sure the log
+    /// this subscriber reads will wake them when it grows.
+    fn hand_over(self: &Arc<Self>, inner: &mut MutexGuard<'_, Inner<P>>) {
+        if inner.recv_waiters > 0 && (self.waiting(inner) > 0 || self.sleep_on_log(inner)) {
+            self.readable.notify_one();
         }
     }
 

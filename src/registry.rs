@@ -570,7 +570,7 @@ impl<P> Registry<P> {
             self.publish_version(stamp, table.by_seq.len());
         }
         drop(table);
-        if sole && mailbox.may_read_log() && subscribers.len() > 0 {
+        let joined = sole && mailbox.may_read_log() && subscribers.len() > 0 && {
             let log = subscribers
                 .extra_mut()
                 .log
@@ -578,8 +578,17 @@ impl<P> Registry<P> {
                     log: Log::new(),
                     readers: 0,
                 });
-            mailbox.join_log(log.log.cursor(), name.clone(), space == Space::Shard);
-            log.readers += 1;
+            let joined = mailbox.join_log(log.log.cursor(), name.clone(), space == Space::Shard);
+            log.readers += usize::from(joined);
+            if log.readers == 0 {
+                // Refused (its readiness handle was asked for meanwhile)
+                // and nobody else reads it.
+                subscribers.extra_mut().log = None;
+                subscribers.tidy();
+            }
+            joined
+        };
+        if joined {
             // A queue-fed subscriber that holds only this channel (the one
             // that came first) moves to the log too, so that a publish here
             // is one append and nothing else. Its queue is read before the
@@ -591,10 +600,18 @@ impl<P> Registry<P> {
                     && queued.held.try_lock().is_some_and(|held| held.total() == 1)
             });
             if let Some(at) = movable {
-                let queued = subscribers.list.swap_remove(at);
-                if let Some(log) = subscribers.log_mut() {
-                    queued.join_log(log.log.cursor(), name.clone(), space == Space::Shard);
+                let log = subscribers
+                    .extra
+                    .as_mut()
+                    .and_then(|extra| extra.log.as_mut())
+                    .expect("joined above");
+                if subscribers.list.as_slice()[at].join_log(
+                    log.log.cursor(),
+                    name.clone(),
+                    space == Space::Shard,
+                ) {
                     log.readers += 1;
+                    subscribers.list.swap_remove(at);
                 }
             }
         } else {
