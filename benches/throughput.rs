@@ -13,7 +13,10 @@
 //!   (a 64-byte `Bytes`, cloned per send) on one channel and one subscriber
 //!   thread receives all of them; `channelcast` publishes through a `Broker`
 //!   to one `Subscriber`, `crossbeam` is the floor: a bare unbounded
-//!   crossbeam channel with the same payload and the same two threads.
+//!   crossbeam channel with the same payload and the same two threads;
+//!   `lookup_then_crossbeam` is the least a broker can do on top of it: a
+//!   map lookup of the channel's name under a mutex, then a send of the name
+//!   and the payload (also in `single_thread/1`).
 //! - `fanout/N` (N = 1, 10, 100, 1000): one publisher thread publishes a
 //!   batch of messages to N subscribers of one channel (10,000 messages for
 //!   N ≤ 10, 1,000 for N = 100, 100 for N = 1000, so at most 100,000
@@ -267,6 +270,58 @@ fn bus_fanout(iters: u64, n: usize, batch: usize) -> Duration {
     )
 }
 
+/// The least a broker can do per publish to one subscriber: find the
+/// channel by name in a map under a lock, then send the channel's name and
+/// the payload into that subscriber's crossbeam channel. No confirmations,
+/// bounds, patterns, counters or guarantees beyond the channel's own.
+struct LookupThenCrossbeam {
+    channels: std::sync::Mutex<MinimalMap>,
+}
+
+/// Channel name → that channel's one subscriber.
+type MinimalMap =
+    std::collections::HashMap<Name, cb::Sender<(Name, Bytes)>, foldhash::fast::RandomState>;
+
+impl LookupThenCrossbeam {
+    fn new(channel: &str) -> (Self, cb::Receiver<(Name, Bytes)>) {
+        let (tx, rx) = cb::unbounded();
+        let mut channels = std::collections::HashMap::default();
+        channels.insert(Name::from(channel), tx);
+        let broker = LookupThenCrossbeam {
+            channels: std::sync::Mutex::new(channels),
+        };
+        (broker, rx)
+    }
+
+    fn publish(&self, channel: &str, payload: Bytes) -> usize {
+        let channels = self.channels.lock().expect("not poisoned");
+        match channels.get_key_value(channel.as_bytes()) {
+            Some((name, tx)) => usize::from(tx.send((name.clone(), payload)).is_ok()),
+            None => 0,
+        }
+    }
+}
+
+fn lookup_then_crossbeam_one_to_one(iters: u64, batch: usize) -> Duration {
+    let (broker, rx) = LookupThenCrossbeam::new(FANOUT_CHANNEL);
+    let payload = payload();
+    rounds(
+        iters,
+        broker,
+        rx,
+        |broker| {
+            for _ in 0..batch {
+                black_box(broker.publish(FANOUT_CHANNEL, payload.clone()));
+            }
+        },
+        |rx| {
+            for _ in 0..batch {
+                black_box(rx.recv().expect("a delivery"));
+            }
+        },
+    )
+}
+
 fn one_to_one(c: &mut Criterion) {
     let mut group = group(c, "one_to_one");
     group.throughput(elements(BATCH));
@@ -275,6 +330,9 @@ fn one_to_one(c: &mut Criterion) {
     });
     group.bench_function("crossbeam", |b| {
         b.iter_custom(|iters| crossbeam_fanout(iters, 1, BATCH));
+    });
+    group.bench_function("lookup_then_crossbeam", |b| {
+        b.iter_custom(|iters| lookup_then_crossbeam_one_to_one(iters, BATCH));
     });
     group.finish();
 }
@@ -594,6 +652,20 @@ fn single_thread(c: &mut Criterion) {
                 }
             });
         });
+
+        if n == 1 {
+            let (minimal, rx) = LookupThenCrossbeam::new(FANOUT_CHANNEL);
+            group.bench_function("lookup_then_crossbeam", |b| {
+                b.iter(|| {
+                    for _ in 0..MESSAGES {
+                        minimal.publish(FANOUT_CHANNEL, payload.clone());
+                    }
+                    for _ in 0..MESSAGES {
+                        black_box(rx.try_recv().unwrap());
+                    }
+                });
+            });
+        }
 
         let mut bus = bus::Bus::<Bytes>::new(MESSAGES);
         let mut readers: Vec<_> = (0..n).map(|_| bus.add_rx()).collect();
