@@ -2,9 +2,9 @@
 //!
 //! A [`Broker`] is an in-process Redis Pub/Sub server: threads share it,
 //! [`publish`](Broker::publish) from anywhere, and [`Subscriber`] handles
-//! receive typed [`Message`]s over crossbeam channels. No server, no
-//! sockets: the same `SUBSCRIBE`, `PSUBSCRIBE`, `PUBLISH` and `PUBSUB`
-//! behaviour, byte for byte, at the cost of a channel send.
+//! receive typed [`Message`]s (and offer a crossbeam channel to `select!`
+//! on). No server, no sockets: the same `SUBSCRIBE`, `PSUBSCRIBE`,
+//! `PUBLISH` and `PUBSUB` behaviour, byte for byte, in process.
 //!
 //! # Hello world
 //!

@@ -6,15 +6,17 @@
 //! counters, and every wake-up (receivers blocked in `recv`, publishers
 //! blocked for room, async tasks, and the readiness handle `select!` waits
 //! on). Publishers hand a mailbox the deliveries of one publish as one
-//! group; receivers take items out. Both happen under the mailbox's own
-//! mutex, which is a leaf lock but for one: the log reader's spin lock
-//! (below) may be taken while holding it, never the other way round; and
-//! nobody waits while holding it (condition variables release it).
+//! group, under the mailbox's own mutex; receivers take items out under it
+//! on their slow path. Nobody waits while holding it (condition variables
+//! release it). While holding it, only the receivers' spin lock (below) and,
+//! under that, a channel log's sleepers mutex may be taken.
 //!
-//! A subscriber that reads its only channel from the channel's shared log
-//! (see `log.rs`) keeps its cursor behind that spin lock, so the common
-//! receive (nothing queued before the log) takes one atomic operation and
-//! never touches the mutex publishers and waiters use.
+//! The receivers' side (`Taken`) sits behind that spin lock: the batch (an
+//! unbounded subscriber's queue, taken in one go), the cursor of the log of
+//! the subscriber's only channel (see `log.rs`), and the `received` count.
+//! A receive that finds an item in the batch, or in the log with nothing
+//! queued before it, takes one atomic operation and never touches the mutex
+//! publishers and waiting threads use.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -248,8 +250,8 @@ impl<P: Clone> LogReader<P> {
 }
 
 /// The most items an empty queue keeps room for, so that a steady
-/// one-in-one-out stream allocates nothing; a drained burst gives the rest
-/// back.
+/// one-in-one-out stream allocates nothing; a queue that grew past that is
+/// freed entirely once drained.
 const KEPT: usize = 4;
 
 /// What receivers take items from without the mailbox lock.
@@ -263,7 +265,7 @@ struct Taken<P> {
     batch: Option<Box<VecDeque<Message<P>>>>,
     /// The log of the subscriber's only channel, read after the queue.
     log: Option<Box<LogReader<P>>>,
-    /// Deliveries received from `batch` and `log`.
+    /// Deliveries received, by any path.
     received: u64,
 }
 
@@ -291,10 +293,12 @@ impl<P: Clone> Taken<P> {
 }
 
 /// The receivers' own lock. Receivers take it without the mailbox lock
-/// (the receive fast path); it is held only to take an item, never while
-/// waiting, so a plain spin lock (one atomic operation to take, a store to
-/// release) beats a parking mutex here. Lock order: `Mailbox::inner`, then
-/// this.
+/// (the receive fast path). It is held while taking one item (including the
+/// payload's clone, and freeing a segment of the log that was passed), while
+/// registering with the log, and for a look at the counts; never while
+/// blocked on a condition variable. A plain spin lock (one atomic operation
+/// to take, a store to release) beats a parking mutex here. Lock order:
+/// `Mailbox::inner`, then this, then a log's sleepers mutex.
 type ReaderLock<P> = spin::mutex::SpinMutex<Taken<P>>;
 
 /// One subscriber's stream and everything about it (see the module docs).
@@ -302,12 +306,14 @@ pub(crate) struct Mailbox<P> {
     inner: Mutex<Inner<P>>,
     /// 1 while `inner.items` holds anything, 0 when it is empty, written
     /// under the mailbox lock: a receiver that sees 0 may read the log
-    /// without that lock. (Nothing is queued while the subscriber reads a log, except the
-    /// confirmation before it joins; see `Registry::leave_log`.)
+    /// without that lock. (Anything queued while the subscriber reads a log
+    /// came before its cursor: what was queued before the join. Later
+    /// items go to the log, until the subscriber leaves it; see
+    /// `Registry::leave_log`.)
     queued: AtomicUsize,
-    /// Set while this subscriber reads its only channel from the channel's
-    /// log instead of having deliveries queued (see `log.rs`). It is read
-    /// after `inner.items`, which hold only what came before the cursor.
+    /// The receivers' side: the batch (read before `inner.items`), the
+    /// cursor of the log this subscriber reads instead of having deliveries
+    /// queued (read after `inner.items`; see `log.rs`), and `received`.
     reader: ReaderLock<P>,
     /// This mailbox's place in the registry's list of live mailboxes
     /// (changed only under that list's lock).
@@ -394,7 +400,8 @@ impl<P> Mailbox<P> {
     }
 
     /// Starts reading `channel` from its log at `cursor`. Called under the
-    /// channel's stripe lock, right after the subscribe confirmation.
+    /// channel's stripe lock, right after the subscribe confirmation, or
+    /// when another subscriber's join moves this one onto the log.
     /// Returns false, changing nothing, when the readiness handle was asked
     /// for since the caller looked (`may_read_log`).
     pub(crate) fn join_log(
@@ -422,8 +429,8 @@ impl<P> Mailbox<P> {
         true
     }
 
-    /// Takes the log reader's lock (held for a few instructions by whoever
-    /// has it: spin, then yield).
+    /// Takes the receivers' lock (held briefly by whoever has it: spin,
+    /// then yield).
     fn lock_reader(&self) -> spin::mutex::SpinMutexGuard<'_, Taken<P>> {
         let backoff = crossbeam_utils::Backoff::new();
         loop {
@@ -434,8 +441,8 @@ impl<P> Mailbox<P> {
         }
     }
 
-    /// Republishes the queue's length for the receive fast path; called
-    /// under the mailbox lock after every change to `items`.
+    /// Republishes whether the queue is non-empty, for the receive fast
+    /// path; called under the mailbox lock after every change to `items`.
     fn sync_queued(&self, inner: &Inner<P>) {
         // Only whether anything is queued matters to the fast path: written
         // when that changes, so a publisher adding to a non-empty queue
@@ -1044,7 +1051,7 @@ impl<P: Clone> Mailbox<P> {
         }
     }
 
-    /// Moves up to `limit` queued items into `out` under one lock; returns
+    /// Moves up to `limit` waiting items into `out` in one call; returns
     /// how many. Waits for the first one like [`take`](Mailbox::take).
     pub(crate) fn take_many(
         self: &Arc<Self>,

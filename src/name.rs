@@ -195,11 +195,13 @@ thread_local! {
 }
 
 impl Name {
-    /// A `Name` for `bytes`, reusing the one this thread built last time
-    /// when the bytes are the same (for a name too long to be inline): a publisher that publishes on the same
-    /// channel again (with pattern subscribers but no exact ones) gets its
-    /// name for a reference-count increment instead of an allocation. Long
-    /// names are not remembered, so a thread keeps at most a small name.
+    /// A `Name` for `bytes`. Names of up to 22 bytes are inline (a copy);
+    /// names of 23 to 256 bytes reuse the one this thread built last time
+    /// when the bytes are the same, so a publisher that publishes on the
+    /// same channel again (with pattern subscribers but no exact ones) gets
+    /// its name for a reference-count increment instead of an allocation;
+    /// longer names are not remembered, so a thread keeps at most a small
+    /// one.
     #[inline]
     pub(crate) fn recent(bytes: &[u8]) -> Name {
         if Name::fits_inline(bytes.len()) || bytes.len() > RECENT_MAX_LEN {

@@ -11,7 +11,9 @@
 //! 3. the pattern table's sharded read/write lock (a publisher reads one
 //!    shard of it; a pattern (un)subscribe writes every shard);
 //! 4. a mailbox's queue mutex;
-//! 5. a mailbox's receivers' spin lock (its batch and log cursor; a leaf).
+//! 5. a mailbox's receivers' spin lock (its batch and log cursor);
+//! 6. a channel log's sleepers mutex (a leaf: an append takes it under the
+//!    stripe, a receiver registering with the log under 4 and 5).
 //!
 //! A thread holding a lock may only take locks further down the list (one
 //! exception, which cannot deadlock: moving a channel's first subscriber
@@ -36,8 +38,9 @@
 //!   busy mark) from its first delivery to its last, pattern deliveries
 //!   included, so two publishes on one channel never interleave.
 //! - *Confirmations bracket messages*: a channel (un)subscribe queues its
-//!   confirmation under the same stripe lock (and busy mark) a publish on
-//!   that channel needs.
+//!   confirmation under the same stripe lock a publish on that channel
+//!   needs (an unsubscribe also waits for the busy mark; a subscribe does
+//!   not need to, as the publish in flight copied its plan before it).
 //! - *Atomic publishes*: the deliveries of one publish to one subscriber
 //!   (its `message` and `pmessage`s) are queued as one group under the
 //!   mailbox's lock, so nothing comes between them. Pattern (un)subscribes
@@ -213,7 +216,9 @@ struct Shard<P> {
     busy: SmallVec<[(Space, Name); 1]>,
     stats: StripeStats,
     /// The patterns matching the channel this stripe published on last
-    /// (made on the first pattern publish here, then reused).
+    /// (see `Memo`: the box is made on the first pattern publish here, the
+    /// matches on the second in a row on one channel, and they serve while
+    /// channel and version stay the same).
     memo: Option<Box<Memo<P>>>,
 }
 
@@ -310,9 +315,8 @@ impl<P> PatternEntry<P> {
 
 impl<P> Memo<P> {
     /// Whether this memo holds the matches of `channel` at `version`,
-    /// filling it if this is the second publish in a row there. `None`
-    /// (with `table` to read from) when it does not: the caller reads the
-    /// table itself.
+    /// filling it if this is the second publish in a row there. Returns
+    /// false when it does not: the caller reads the table itself.
     fn ready(
         memo: &mut Option<Box<Memo<P>>>,
         channel: &[u8],
@@ -592,27 +596,32 @@ impl<P> Registry<P> {
             // A queue-fed subscriber that holds only this channel (the one
             // that came first) moves to the log too, so that a publish here
             // is one append and nothing else. Its queue is read before the
-            // log, so its order stays. Its names are looked at only if
-            // nobody is changing them (`try_lock`: the lock order puts
-            // them before this stripe).
-            let movable = subscribers.list.iter().position(|queued| {
-                queued.may_read_log()
-                    && queued.held.try_lock().is_some_and(|held| held.total() == 1)
-            });
-            if let Some(at) = movable {
+            // log, so its order stays. Its names are try-locked (the lock
+            // order puts them before this stripe) and stay locked until it
+            // has moved, so it cannot subscribe or unsubscribe meanwhile; if
+            // they are busy, it stays where it is.
+            for at in 0..subscribers.list.len() {
+                let candidate = Arc::clone(&subscribers.list.as_slice()[at]);
+                if !candidate.may_read_log() {
+                    continue;
+                }
+                let Some(held) = candidate.held.try_lock() else {
+                    continue;
+                };
+                if held.total() != 1 {
+                    continue;
+                }
                 let log = subscribers
                     .extra
                     .as_mut()
                     .and_then(|extra| extra.log.as_mut())
                     .expect("joined above");
-                if subscribers.list.as_slice()[at].join_log(
-                    log.log.cursor(),
-                    name.clone(),
-                    space == Space::Shard,
-                ) {
+                if candidate.join_log(log.log.cursor(), name.clone(), space == Space::Shard) {
                     log.readers += 1;
                     subscribers.list.swap_remove(at);
                 }
+                drop(held);
+                break;
             }
         } else {
             subscribers.add(mailbox);

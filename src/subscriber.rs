@@ -433,7 +433,7 @@ impl<P: Clone> Subscriber<P> {
     }
 
     /// Blocks until at least one item is queued, then moves up to `limit`
-    /// queued items into `out` at once (one lock, one wake-up) and returns
+    /// queued items into `out` in one call (one wake-up) and returns
     /// how many. With `limit` 0 it returns `Ok(0)` at once.
     ///
     /// ```

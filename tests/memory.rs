@@ -124,11 +124,12 @@ fn warm_up() {
 
 // ---- measurements -----------------------------------------------------------
 
-/// Bytes per additional channel subscription, beyond the name: one
-/// subscriber already holds `held` channels and subscribes to `more` new
-/// ones. The names are built before the baseline and kept alive, so the
-/// subscription shares their bytes and the delta is the bookkeeping alone
-/// (the subscriber's own set and the broker's channel map).
+/// Bytes per additional channel subscription: one subscriber already holds
+/// `held` channels and subscribes to `more` new ones. The names are built
+/// before the baseline and kept alive; they are short (inline), so each map
+/// and set that holds one holds a copy of its bytes, which the delta
+/// includes (the subscriber's own set and the broker's channel map); a name
+/// over 22 bytes would be shared instead.
 fn per_subscription(held: usize, more: usize) -> i64 {
     let broker = Broker::new();
     let sub = broker.subscriber();
@@ -216,7 +217,8 @@ fn per_used_subscriber(n: usize) -> (i64, i64) {
 }
 
 /// Bytes per distinct pattern `user:{i}:*`, one subscriber holding them
-/// all, beyond the pattern's name (built beforehand, as for channels).
+/// all (names built beforehand, as for channels; inline, so the copies in
+/// the pattern table's maps are included).
 fn per_pattern(n: usize) -> i64 {
     let broker = Broker::new();
     let sub = broker.subscriber();
@@ -401,10 +403,10 @@ fn memory_use() {
     let mut subscription = Vec::new();
     for (held, more) in subscription_cases {
         let bytes = per_subscription(held, more);
-        eprintln!("subscription: holding {held}, +{more} channels: {bytes} B each beyond the name");
+        eprintln!("subscription: holding {held}, +{more} channels: {bytes} B each");
         subscription.push(bytes);
     }
-    eprintln!("  (a name is allocated once and shared by every map and message that holds it)");
+    eprintln!("  (short names are inline: the bytes above include each map's copy of the name)");
 
     let idle = per_idle_subscriber(1_000);
     eprintln!(
@@ -418,7 +420,7 @@ fn memory_use() {
     );
 
     let pattern = per_pattern(10_000);
-    eprintln!("pattern (10,000 × `user:{{i}}:*`): {pattern} B each beyond the name");
+    eprintln!("pattern (10,000 × `user:{{i}}:*`): {pattern} B each");
 
     let (zero_copy_allocated, zero_copy_live) = zero_copy(100);
     eprintln!(
