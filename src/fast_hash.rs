@@ -1,5 +1,5 @@
-//! The hasher every internal map uses, and the rule that gives a map's
-//! memory back once it is mostly empty.
+//! The hasher every internal map uses, and the rule that gives a map's (or a
+//! list's) memory back once it is mostly empty.
 
 use std::collections::{HashMap, HashSet};
 
@@ -33,6 +33,18 @@ impl<K: std::hash::Hash + Eq, V> Sparse for FastMap<K, V> {
     }
     fn shrink_to(&mut self, capacity: usize) {
         HashMap::shrink_to(self, capacity);
+    }
+}
+
+impl<T> Sparse for Vec<T> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+    fn shrink_to(&mut self, capacity: usize) {
+        Vec::shrink_to(self, capacity);
     }
 }
 

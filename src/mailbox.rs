@@ -304,13 +304,13 @@ type ReaderLock<P> = spin::mutex::SpinMutex<Taken<P>>;
 /// One subscriber's stream and everything about it (see the module docs).
 pub(crate) struct Mailbox<P> {
     inner: Mutex<Inner<P>>,
-    /// 1 while `inner.items` holds anything, 0 when it is empty, written
-    /// under the mailbox lock: a receiver that sees 0 may read the log
-    /// without that lock. (Anything queued while the subscriber reads a log
+    /// Whether `inner.items` holds anything, written under the mailbox
+    /// lock: a receiver that sees false may read the log without that
+    /// lock. (Anything queued while the subscriber reads a log
     /// came before its cursor: what was queued before the join. Later
     /// items go to the log, until the subscriber leaves it; see
     /// `Registry::leave_log`.)
-    queued: AtomicUsize,
+    queued: AtomicBool,
     /// The receivers' side: the batch (read before `inner.items`), the
     /// cursor of the log this subscriber reads instead of having deliveries
     /// queued (read after `inner.items`; see `log.rs`), and `received`.
@@ -366,7 +366,7 @@ impl<P> Mailbox<P> {
                 tasks: None,
                 log_sleeper: false,
             }),
-            queued: AtomicUsize::new(0),
+            queued: AtomicBool::new(false),
             reader: ReaderLock::new(Taken {
                 batch: None,
                 log: None,
@@ -448,7 +448,7 @@ impl<P> Mailbox<P> {
         // when that changes, so a publisher adding to a non-empty queue
         // does not write the line again (a neighbouring mailbox's
         // publisher may be using it).
-        let queued = usize::from(!inner.items.is_empty());
+        let queued = !inner.items.is_empty();
         if self.queued.load(Ordering::Relaxed) != queued {
             self.queued.store(queued, Ordering::Release);
         }
@@ -1128,7 +1128,7 @@ impl<P: Clone> Mailbox<P> {
     /// Whether an item may be waiting, looked at without the mailbox lock
     /// (a hint for a spinning receiver; the mailbox lock decides).
     fn may_be_ready(&self) -> bool {
-        self.queued.load(Ordering::Acquire) != 0
+        self.queued.load(Ordering::Acquire)
             || self.reader.try_lock().is_some_and(|taken| {
                 taken.batch.is_some()
                     || taken
@@ -1145,7 +1145,7 @@ impl<P: Clone> Mailbox<P> {
     #[inline]
     fn take_fast(&self) -> Option<Message<P>> {
         let mut taken = self.reader.try_lock()?;
-        taken.next(self.queued.load(Ordering::Acquire) == 0)
+        taken.next(!self.queued.load(Ordering::Acquire))
     }
 
     fn pop(&self, inner: &mut MutexGuard<'_, Inner<P>>) -> Option<Message<P>> {

@@ -5,6 +5,8 @@
 //! inline and boxes a vector only for two or more (a `SmallVec` with one
 //! inline slot takes 24 bytes).
 
+use crate::fast_hash::shrink_when_sparse;
+
 /// A small list: empty, one member inline, or a boxed vector of two or more.
 #[derive(Clone, Debug, Default)]
 pub(crate) enum Members<T> {
@@ -64,9 +66,7 @@ impl<T> Members<T> {
                 *self = if members.len() == 1 {
                     Members::One(members.pop().expect("one left"))
                 } else {
-                    if members.capacity() > 8 && members.len() * 4 < members.capacity() {
-                        members.shrink_to(members.len() * 2);
-                    }
+                    shrink_when_sparse(&mut *members);
                     Members::Many(members)
                 };
                 removed

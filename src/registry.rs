@@ -232,7 +232,9 @@ struct Shard<P> {
 /// second publish in a row on a channel, so publishes that alternate
 /// channels on a stripe pay one comparison, not a copy each.
 struct Memo<P> {
-    channel: Name,
+    /// The channel's bytes, in a buffer reused from one channel to the
+    /// next (no allocation per publish once it is large enough).
+    channel: Vec<u8>,
     version: u64,
     /// Whether `entries` holds the matches (not only the channel's name).
     filled: bool,
@@ -325,7 +327,7 @@ impl<P> Memo<P> {
     ) -> bool {
         let Some(memo) = memo else {
             *memo = Some(Box::new(Memo {
-                channel: Name::recent(channel),
+                channel: channel.to_vec(),
                 version,
                 filled: false,
                 entries: SmallVec::new(),
@@ -336,7 +338,8 @@ impl<P> Memo<P> {
             // Another channel or another table: remember the name and the
             // version only (the copies go).
             if memo.channel != channel {
-                memo.channel = Name::recent(channel);
+                memo.channel.clear();
+                memo.channel.extend_from_slice(channel);
             }
             memo.version = version;
             memo.filled = false;
@@ -517,10 +520,7 @@ impl<P> Registry<P> {
         if let Some(moved) = mailboxes.get(at).and_then(Weak::upgrade) {
             moved.slot.store(at, Ordering::Relaxed);
         }
-        if mailboxes.capacity() > 16 && mailboxes.len() * 4 < mailboxes.capacity() {
-            let len = mailboxes.len();
-            mailboxes.shrink_to(len * 2);
-        }
+        shrink_when_sparse(&mut *mailboxes);
     }
 
     // ---- channels ----------------------------------------------------------

@@ -11,15 +11,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "common/wait.rs"]
+mod wait;
+use wait::{expect_kind, PATIENCE};
+
 use channelcast::{Broker, Message, Overflow, Subscriber};
-
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn expect_kind(sub: &Subscriber, kind: &str) -> Message {
-    let m = sub.recv_timeout(PATIENCE).expect("an item");
-    assert_eq!(m.kind(), kind, "got {m:?}");
-    m
-}
 
 /// Spawns a thread that blocks in `recv()` once and reports what it got.
 fn blocking_receiver(

@@ -56,6 +56,14 @@ pub(crate) fn deliveries(sub: &Subscriber, n: usize) -> Vec<Message> {
     got
 }
 
+/// Receives the next item, failing the test after [`PATIENCE`], and asserts
+/// that it is of `kind` (see [`Message::kind`]).
+pub(crate) fn expect_kind(sub: &Subscriber, kind: &str) -> Message {
+    let message = sub.recv_timeout(PATIENCE).expect("an item in time");
+    assert_eq!(message.kind(), kind, "got {message:?}");
+    message
+}
+
 /// Asserts that no delivery arrives for a short while.
 pub(crate) fn nothing_more(sub: &Subscriber) {
     let extra: Vec<_> = std::iter::from_fn(|| sub.recv_timeout(Duration::from_millis(200)).ok())
