@@ -868,19 +868,6 @@ impl<P> Mailbox<P> {
     /// The subscriber is going away: release every publisher waiting for it.
     pub(crate) fn subscriber_dropped(&self) {
         self.close(State::Dropped);
-        // Nobody can receive any more: what was waiting goes now, not when
-        // the last reference to the mailbox does (a stripe's memo of
-        // pattern matches may hold one until its next publish).
-        let mut inner = self.inner.lock();
-        let items = std::mem::take(&mut inner.items);
-        inner.deliveries = 0;
-        inner.bytes = 0;
-        self.sync_queued(&inner);
-        // (A log cursor goes when the registry takes the subscriber off
-        // the channel, which counts its readers.)
-        let batch = self.lock_reader().batch.take();
-        drop(inner);
-        drop((items, batch));
     }
 
     fn close(&self, state: State) {
@@ -888,10 +875,23 @@ impl<P> Mailbox<P> {
         if inner.state == State::Open || state == State::Dropped {
             inner.state = state;
         }
+        // Dropped: nobody can receive any more, so what was waiting goes
+        // now, not when the last reference to the mailbox does (a stripe's
+        // memo of pattern matches may hold one until its next publish). A
+        // log cursor goes when the registry takes the subscriber off the
+        // channel, which counts its readers.
+        let unread = (state == State::Dropped).then(|| {
+            inner.deliveries = 0;
+            inner.bytes = 0;
+            let items = std::mem::take(&mut inner.items);
+            self.sync_queued(&inner);
+            (items, self.lock_reader().batch.take())
+        });
         self.readable.notify_all();
         self.notify_writers();
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
+        drop(unread);
         wakers.into_iter().for_each(Waker::wake);
     }
 
