@@ -390,6 +390,34 @@ fn churn_returns() -> (i64, i64) {
     (after_patterns, after_subscribers)
 }
 
+/// What a dropped pattern subscriber leaves behind once the last pattern is
+/// gone and the channel is published on again, beyond what the same steps
+/// leave when the stripe's memo of matches was never filled: `(filled,
+/// unfilled)`. The memo (made on the second publish in a row on a channel)
+/// holds the subscriber's mailbox until the stripe lets go of it.
+fn memo_returns() -> (i64, i64) {
+    let leftover = |publishes_before_drop: usize| {
+        let broker = Broker::new();
+        let warm = broker.subscriber();
+        warm.psubscribe(["warm:*"]).unwrap();
+        broker.publish("warm:1", "x"); // the matcher's per-thread cache
+        drop(warm);
+        broker.publish("memo:x", "x");
+        let baseline = live();
+        let sub = broker.subscriber();
+        sub.psubscribe(["memo:*"]).unwrap();
+        for _ in 0..publishes_before_drop {
+            broker.publish("memo:x", "x");
+        }
+        drop(sub);
+        broker.publish("memo:x", "x"); // no pattern left
+        let left = live() - baseline;
+        drop(broker);
+        left
+    };
+    (leftover(2), leftover(1))
+}
+
 // ---- the test -------------------------------------------------------------------
 
 #[test]
@@ -441,6 +469,12 @@ fn memory_use() {
          300,000 subscribers created and dropped left {after_subscribers} B"
     );
 
+    let (memo_filled, memo_unfilled) = memo_returns();
+    eprintln!(
+        "a dropped pattern subscriber, once no pattern is left: {memo_filled} B left after a \
+         filled memo, {memo_unfilled} B without one"
+    );
+
     let returns = memory_returns(100_000);
     eprintln!(
         "memory returns, 100,000 channels: after unsubscribe {} B ({} per channel), after drop \
@@ -488,6 +522,10 @@ fn memory_use() {
     assert!(
         returns.second_round - returns.dropped <= 4 * KIB,
         "a second round of 100,000 channels grew memory: {returns:?}"
+    );
+    assert!(
+        memo_filled - memo_unfilled <= 64,
+        "a stripe's memo kept a dropped subscriber: {memo_filled} B against {memo_unfilled} B"
     );
     assert_eq!(alloc_channel, 0, "a channel delivery allocated");
     assert_eq!(alloc_pattern, 0, "a pattern delivery allocated");
