@@ -254,13 +254,22 @@ impl<P: Clone> LogReader<P> {
 /// freed entirely once drained.
 const KEPT: usize = 4;
 
+/// The most items a drained batch keeps room for while items keep coming.
+/// The next swap hands that room to the queue, so a stream that a receiver
+/// takes in small batches moves between two buffers instead of allocating
+/// one per batch (and freeing it on the receiver's thread). The room goes
+/// once a receive finds nothing: see [`Mailbox::release_batch`].
+const BATCH_KEPT: usize = 32;
+
 /// What receivers take items from without the mailbox lock.
 struct Taken<P> {
     /// Items moved out of the queue in one go, oldest first (unbounded
     /// subscribers only: a bound counts what is queued, so a bounded
     /// subscriber's items stay in the queue until received). Read before
-    /// the queue, which holds only newer items. Made for a burst, freed
-    /// once drained (a pointer the rest of the time).
+    /// the queue, which holds only newer items. Made on the first swap;
+    /// once drained it keeps its room (up to [`BATCH_KEPT`] items) for the
+    /// next swap, until a receive finds nothing (a pointer the rest of the
+    /// time).
     #[allow(clippy::box_collection)] // one pointer where a `VecDeque` is four
     batch: Option<Box<VecDeque<Message<P>>>>,
     /// The log of the subscriber's only channel, read after the queue.
@@ -275,15 +284,14 @@ impl<P: Clone> Taken<P> {
     #[inline]
     fn next(&mut self, log: bool) -> Option<Message<P>> {
         if let Some(batch) = &mut self.batch {
-            let message = batch.pop_front();
-            if batch.is_empty() {
-                // A drained batch gives its memory back in one go (the
-                // queue keeps the room a steady stream needs).
-                self.batch = None;
+            if let Some(message) = batch.pop_front() {
+                if batch.is_empty() && batch.capacity() > BATCH_KEPT {
+                    // A drained burst gives its memory back in one go.
+                    self.batch = None;
+                }
+                self.received += u64::from(message.is_delivery());
+                return Some(message);
             }
-            let message = message?;
-            self.received += u64::from(message.is_delivery());
-            return Some(message);
         }
         if !log {
             return None;
@@ -988,7 +996,6 @@ impl<P: Clone> Mailbox<P> {
         deadline: Option<Instant>,
     ) -> Result<Message<P>, Empty> {
         let mut inner = self.inner.lock();
-        let mut spun = false;
         loop {
             if let Some(message) = self.pop(&mut inner) {
                 self.hand_over(&mut inner);
@@ -996,31 +1003,13 @@ impl<P: Clone> Mailbox<P> {
             }
             Self::ended(&inner)?;
             if !wait {
+                self.release_batch();
                 return Err(Empty::Now);
-            }
-            if !spun {
-                // A publisher is often only a moment away: look again a few
-                // times (spinning, then yielding) before going to sleep,
-                // which costs both sides a system call.
-                // The spinning happens without the mailbox lock, so the
-                // publisher it waits for does not have to fight for it.
-                spun = true;
-                MutexGuard::unlocked(&mut inner, || {
-                    let backoff = crossbeam_utils::Backoff::new();
-                    while !backoff.is_completed()
-                        && deadline.map_or(true, |deadline| Instant::now() < deadline)
-                    {
-                        backoff.snooze();
-                        if self.may_be_ready() {
-                            break;
-                        }
-                    }
-                });
-                continue;
             }
             if self.sleep_on_log(&mut inner) {
                 continue; // it grew meanwhile
             }
+            self.release_batch();
             inner.recv_waiters += 1;
             let timed_out = match deadline {
                 None => {
@@ -1104,6 +1093,7 @@ impl<P: Clone> Mailbox<P> {
             }
             return Poll::Ready(Err(end));
         }
+        self.release_batch();
         let tasks = inner.tasks.get_or_insert_with(Box::default);
         let id = *slot.get_or_insert_with(|| {
             tasks.next += 1;
@@ -1125,17 +1115,14 @@ impl<P: Clone> Mailbox<P> {
         Poll::Pending
     }
 
-    /// Whether an item may be waiting, looked at without the mailbox lock
-    /// (a hint for a spinning receiver; the mailbox lock decides).
-    fn may_be_ready(&self) -> bool {
-        self.queued.load(Ordering::Acquire)
-            || self.reader.try_lock().is_some_and(|taken| {
-                taken.batch.is_some()
-                    || taken
-                        .log
-                        .as_ref()
-                        .is_some_and(|reader| reader.cursor.has_next())
-            })
+    /// Frees the room a drained batch kept (see [`BATCH_KEPT`]): called,
+    /// under the mailbox lock, when a receive found nothing and returns
+    /// empty or goes to sleep, so that an idle subscriber keeps no batch.
+    fn release_batch(&self) {
+        let mut taken = self.lock_reader();
+        if taken.batch.as_ref().is_some_and(|batch| batch.is_empty()) {
+            taken.batch = None;
+        }
     }
 
     /// The receive fast path, without the mailbox lock: the next item of

@@ -319,6 +319,34 @@ fn memory_returns(n: usize) -> Returns {
     }
 }
 
+/// A queue-fed subscriber taking a stream two items at a time (each
+/// receive of a pair swaps the queue out into the receivers' batch):
+/// `(bytes allocated per pair once warm, bytes kept once a receive found
+/// it empty)`, the latter beyond what it held just after subscribing.
+fn pairs_stream(rounds: usize) -> (i64, i64) {
+    let broker = Broker::new();
+    let sub = broker.subscriber_builder().confirmations(false).build();
+    sub.subscribe(["pairs"]).unwrap();
+    let payload = bytes::Bytes::from_static(b"payload");
+    let baseline = live();
+    let pair = || {
+        broker.publish("pairs", payload.clone());
+        broker.publish("pairs", payload.clone());
+        sub.try_recv().expect("the first of a pair");
+        sub.try_recv().expect("the second of a pair");
+    };
+    for _ in 0..10 {
+        pair();
+    }
+    let before = allocated();
+    for _ in 0..rounds {
+        pair();
+    }
+    let per_pair = (allocated() - before) / count(rounds);
+    assert!(sub.try_recv().is_err(), "every pair was received");
+    (per_pair, live() - baseline)
+}
+
 /// Bytes allocated per round of (publish, receive) once warm: through a
 /// channel subscription, through a pattern subscription (the channel has
 /// no exact subscriber), and polling an empty subscriber.
@@ -463,6 +491,12 @@ fn memory_use() {
          {alloc_pattern} B through a pattern; per empty poll: {alloc_polling} B"
     );
 
+    let (pair_allocated, pair_kept) = pairs_stream(10_000);
+    eprintln!(
+        "a stream received two at a time: {pair_allocated} B allocated per pair once warm, \
+         {pair_kept} B kept once a receive found nothing"
+    );
+
     let (after_patterns, after_subscribers) = churn_returns();
     eprintln!(
         "churn: 200,000 patterns added and removed (one kept) left {after_patterns} B; \
@@ -530,6 +564,14 @@ fn memory_use() {
     assert_eq!(alloc_channel, 0, "a channel delivery allocated");
     assert_eq!(alloc_pattern, 0, "a pattern delivery allocated");
     assert_eq!(alloc_polling, 0, "polling an empty subscriber allocated");
+    assert_eq!(
+        pair_allocated, 0,
+        "a stream received in batches of two allocated"
+    );
+    assert!(
+        pair_kept <= 4 * item + 16,
+        "a subscriber drained of a batched stream kept {pair_kept} B"
+    );
     assert!(
         after_patterns <= 16 * KIB,
         "pattern churn kept {after_patterns} B"
