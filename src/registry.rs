@@ -1079,28 +1079,34 @@ impl<P: Clone> Registry<P> {
             // No pattern is left: let go of the mailboxes the memo holds.
             shard.memo = None;
         }
-        if patterns == 0 && keep == 0 {
-            // The fan-out fast path: a channel whose subscribers all read
-            // its log costs one append, whatever their number.
-            if let Some(log) = shard
-                .map_mut(space)
-                .get_mut(channel)
-                .filter(|subs| subs.list.is_empty())
-                .and_then(Subscribers::log_mut)
-            {
-                let readers = log.readers;
-                log.log.append(Entry::Payload(payload));
-                tally.counted = readers as u64;
-                tally.queued = readers as u64;
-                tally.record(&mut shard);
-                return readers;
-            }
-        }
-        let retained_here = keep > 0 && space == Space::Channel;
         // The stripe's memo of pattern matches, taken out for this publish
         // (so the map stays usable) and put back before the stripe is
         // released.
         let mut memo = shard.memo.take();
+        // One lookup serves every path but the log-only one, which looks
+        // the channel up again to append (once per publish, whatever the
+        // fan-out): a channel with queue-fed subscribers is looked up once.
+        let exact = shard.map(space).get_key_value(channel);
+        if patterns == 0
+            && keep == 0
+            && exact.is_some_and(|(_, subs)| subs.list.is_empty() && subs.readers() > 0)
+        {
+            // The fan-out fast path: a channel whose subscribers all read
+            // its log costs one append, whatever their number.
+            shard.memo = memo;
+            let log = shard
+                .map_mut(space)
+                .get_mut(channel)
+                .and_then(Subscribers::log_mut)
+                .expect("just found with readers, under the same lock");
+            let readers = log.readers;
+            log.log.append(Entry::Payload(payload));
+            tally.counted = readers as u64;
+            tally.queued = readers as u64;
+            tally.record(&mut shard);
+            return readers;
+        }
+        let retained_here = keep > 0 && space == Space::Channel;
         let memoized = space == Space::Channel
             && patterns > 0
             && !retained_here
@@ -1118,7 +1124,6 @@ impl<P: Clone> Registry<P> {
             (Space::Channel, Some(_)) => self.patterns.version.load(Ordering::Acquire),
             (Space::Channel, None) => seen_version,
         };
-        let exact = shard.map(space).get_key_value(channel);
         let matched: SmallVec<[&PatternEntry<P>; 4]> = match (&table, &memo) {
             (Some(table), _) => table.matching(channel),
             (None, Some(memo)) if memoized => memo.entries.iter().collect(),

@@ -347,6 +347,39 @@ fn pairs_stream(rounds: usize) -> (i64, i64) {
     (per_pair, live() - baseline)
 }
 
+/// Prints and checks [`memo_returns`]: a filled memo keeps no more of a
+/// dropped pattern subscriber than an unfilled one once no pattern is left.
+fn memo_checked() {
+    let (filled, unfilled) = memo_returns();
+    eprintln!(
+        "a dropped pattern subscriber, once no pattern is left: {filled} B left after a \
+         filled memo, {unfilled} B without one"
+    );
+    assert!(
+        filled - unfilled <= 64,
+        "a stripe's memo kept a dropped subscriber: {filled} B against {unfilled} B"
+    );
+}
+
+/// Prints and checks [`pairs_stream`]: nothing allocated per pair, and no
+/// more kept than a queue's room for a steady stream once drained.
+fn pairs_checked() {
+    let (allocated, kept) = pairs_stream(10_000);
+    eprintln!(
+        "a stream received two at a time: {allocated} B allocated per pair once warm, \
+         {kept} B kept once a receive found nothing"
+    );
+    let item = i64::try_from(std::mem::size_of::<Message>()).expect("small");
+    assert_eq!(
+        allocated, 0,
+        "a stream received in batches of two allocated"
+    );
+    assert!(
+        kept <= 4 * item + 16,
+        "a subscriber drained of a batched stream kept {kept} B"
+    );
+}
+
 /// Bytes allocated per round of (publish, receive) once warm: through a
 /// channel subscription, through a pattern subscription (the channel has
 /// no exact subscriber), and polling an empty subscriber.
@@ -491,11 +524,7 @@ fn memory_use() {
          {alloc_pattern} B through a pattern; per empty poll: {alloc_polling} B"
     );
 
-    let (pair_allocated, pair_kept) = pairs_stream(10_000);
-    eprintln!(
-        "a stream received two at a time: {pair_allocated} B allocated per pair once warm, \
-         {pair_kept} B kept once a receive found nothing"
-    );
+    pairs_checked();
 
     let (after_patterns, after_subscribers) = churn_returns();
     eprintln!(
@@ -503,11 +532,7 @@ fn memory_use() {
          300,000 subscribers created and dropped left {after_subscribers} B"
     );
 
-    let (memo_filled, memo_unfilled) = memo_returns();
-    eprintln!(
-        "a dropped pattern subscriber, once no pattern is left: {memo_filled} B left after a \
-         filled memo, {memo_unfilled} B without one"
-    );
+    memo_checked();
 
     let returns = memory_returns(100_000);
     eprintln!(
@@ -557,21 +582,9 @@ fn memory_use() {
         returns.second_round - returns.dropped <= 4 * KIB,
         "a second round of 100,000 channels grew memory: {returns:?}"
     );
-    assert!(
-        memo_filled - memo_unfilled <= 64,
-        "a stripe's memo kept a dropped subscriber: {memo_filled} B against {memo_unfilled} B"
-    );
     assert_eq!(alloc_channel, 0, "a channel delivery allocated");
     assert_eq!(alloc_pattern, 0, "a pattern delivery allocated");
     assert_eq!(alloc_polling, 0, "polling an empty subscriber allocated");
-    assert_eq!(
-        pair_allocated, 0,
-        "a stream received in batches of two allocated"
-    );
-    assert!(
-        pair_kept <= 4 * item + 16,
-        "a subscriber drained of a batched stream kept {pair_kept} B"
-    );
     assert!(
         after_patterns <= 16 * KIB,
         "pattern churn kept {after_patterns} B"
