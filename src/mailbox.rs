@@ -1003,13 +1003,13 @@ impl<P: Clone> Mailbox<P> {
             }
             Self::ended(&inner)?;
             if !wait {
-                self.release_batch();
+                self.release_batch(&mut inner);
                 return Err(Empty::Now);
             }
             if self.sleep_on_log(&mut inner) {
                 continue; // it grew meanwhile
             }
-            self.release_batch();
+            self.release_batch(&mut inner);
             inner.recv_waiters += 1;
             let timed_out = match deadline {
                 None => {
@@ -1093,7 +1093,7 @@ impl<P: Clone> Mailbox<P> {
             }
             return Poll::Ready(Err(end));
         }
-        self.release_batch();
+        self.release_batch(&mut inner);
         let tasks = inner.tasks.get_or_insert_with(Box::default);
         let id = *slot.get_or_insert_with(|| {
             tasks.next += 1;
@@ -1115,13 +1115,18 @@ impl<P: Clone> Mailbox<P> {
         Poll::Pending
     }
 
-    /// Frees the room a drained batch kept (see [`BATCH_KEPT`]): called,
-    /// under the mailbox lock, when a receive found nothing and returns
-    /// empty or goes to sleep, so that an idle subscriber keeps no batch.
-    fn release_batch(&self) {
+    /// Frees the room a drained batch kept (see [`BATCH_KEPT`]), and an
+    /// empty queue's room beyond [`KEPT`] (a swap may have handed it the
+    /// batch's): called, under the mailbox lock, when a receive found
+    /// nothing and returns empty or goes to sleep, so that an idle
+    /// subscriber keeps no more than a steady stream's room.
+    fn release_batch(&self, inner: &mut Inner<P>) {
         let mut taken = self.lock_reader();
         if taken.batch.as_ref().is_some_and(|batch| batch.is_empty()) {
             taken.batch = None;
+        }
+        if inner.items.is_empty() && inner.items.capacity() > KEPT {
+            inner.items = VecDeque::new();
         }
     }
 

@@ -4,9 +4,10 @@
 //! whole streams, not samples. Sizes shrink under Miri.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use channelcast::{Broker, Message, Name, Subscriber};
 
@@ -133,31 +134,50 @@ fn no_delivery_before_subscribe_or_after_unsubscribe_confirmation() {
     let broker = Broker::new();
     let sub = broker.subscriber();
     let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicUsize::new(0));
     let publishers: Vec<_> = (0..2)
         .map(|w| {
-            let (broker, stop) = (broker.clone(), Arc::clone(&stop));
+            let (broker, stop, started) = (broker.clone(), Arc::clone(&stop), Arc::clone(&started));
             thread::spawn(move || {
                 let mut seq = 0;
                 while !stop.load(Ordering::Relaxed) {
                     broker.publish(if seq % 2 == 0 { "news" } else { "new" }, stamp(w, seq));
+                    if seq == 0 {
+                        started.fetch_add(1, Ordering::Relaxed);
+                    }
                     seq += 1;
                 }
             })
         })
         .collect();
-    for _ in 0..scaled(2_000) {
-        sub.subscribe(["news"]).unwrap();
-        sub.psubscribe(["new*"]).unwrap();
-        sub.unsubscribe(["news"]).unwrap();
-        sub.subscribe(["new"]).unwrap();
-        sub.punsubscribe_all().unwrap();
-        sub.unsubscribe_all().unwrap();
+    // On a loaded machine the publishers may not run during one round of
+    // (un)subscribing: wait for them to start, then go on in rounds until
+    // they raced the subscriptions at least once (time-boxed).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while started.load(Ordering::Relaxed) < 2 && Instant::now() < deadline {
+        thread::yield_now();
+    }
+    let mut stream = Vec::new();
+    loop {
+        for _ in 0..scaled(2_000) {
+            sub.subscribe(["news"]).unwrap();
+            sub.psubscribe(["new*"]).unwrap();
+            sub.unsubscribe(["news"]).unwrap();
+            sub.subscribe(["new"]).unwrap();
+            sub.punsubscribe_all().unwrap();
+            sub.unsubscribe_all().unwrap();
+        }
+        stream.extend(sub.try_iter());
+        let raced = stream.iter().any(Message::is_delivery);
+        if raced || Instant::now() >= deadline {
+            break;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for p in publishers {
         p.join().unwrap();
     }
-    let stream: Vec<_> = sub.try_iter().collect();
+    stream.extend(sub.try_iter());
     let deliveries = assert_bracketed(&stream);
     assert!(
         deliveries > 0,

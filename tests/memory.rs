@@ -347,6 +347,31 @@ fn pairs_stream(rounds: usize) -> (i64, i64) {
     (per_pair, live() - baseline)
 }
 
+/// Bytes a queue-fed subscriber keeps once a receive found it empty after
+/// a burst of `burst` received exactly (its drained batch keeps its room)
+/// and then a pair (whose swap hands that room to the queue).
+fn kept_after_burst(burst: usize) -> i64 {
+    let broker = Broker::new();
+    let sub = broker.subscriber_builder().confirmations(false).build();
+    sub.subscribe(["burst"]).unwrap();
+    let payload = bytes::Bytes::from_static(b"payload");
+    let baseline = live();
+    for _ in 0..burst {
+        broker.publish("burst", payload.clone());
+    }
+    for _ in 0..burst {
+        sub.try_recv().expect("an item of the burst");
+    }
+    for _ in 0..2 {
+        broker.publish("burst", payload.clone());
+    }
+    for _ in 0..2 {
+        sub.try_recv().expect("an item of the pair");
+    }
+    assert!(sub.try_recv().is_err(), "everything was received");
+    live() - baseline
+}
+
 /// Prints and checks [`memo_returns`]: a filled memo keeps no more of a
 /// dropped pattern subscriber than an unfilled one once no pattern is left.
 fn memo_checked() {
@@ -361,8 +386,9 @@ fn memo_checked() {
     );
 }
 
-/// Prints and checks [`pairs_stream`]: nothing allocated per pair, and no
-/// more kept than a queue's room for a steady stream once drained.
+/// Prints and checks [`pairs_stream`] and [`kept_after_burst`]: nothing
+/// allocated per pair, and no more kept than a queue's room for a steady
+/// stream once drained.
 fn pairs_checked() {
     let (allocated, kept) = pairs_stream(10_000);
     eprintln!(
@@ -378,6 +404,14 @@ fn pairs_checked() {
         kept <= 4 * item + 16,
         "a subscriber drained of a batched stream kept {kept} B"
     );
+    for burst in [5, 9, 20, 32] {
+        let kept = kept_after_burst(burst);
+        eprintln!("a burst of {burst}, then a pair, drained: {kept} B kept");
+        assert!(
+            kept <= 4 * item + 16,
+            "a subscriber drained of a burst of {burst} and a pair kept {kept} B"
+        );
+    }
 }
 
 /// Bytes allocated per round of (publish, receive) once warm: through a
