@@ -213,6 +213,16 @@ struct Tasks {
 }
 
 impl<P> Inner<P> {
+    /// Frees an empty queue's room when it holds more than `keep` items;
+    /// returns whether it did.
+    fn free_room_beyond(&mut self, keep: usize) -> bool {
+        let free = self.items.is_empty() && self.items.capacity() > keep;
+        if free {
+            self.items = VecDeque::new();
+        }
+        free
+    }
+
     /// Removes the async registration `id`.
     fn unregister(&mut self, id: u64) {
         if let Some(tasks) = &mut self.tasks {
@@ -258,7 +268,7 @@ const KEPT: usize = 4;
 /// The next swap hands that room to the queue, so a stream that a receiver
 /// takes in small batches moves between two buffers instead of allocating
 /// one per batch (and freeing it on the receiver's thread). The room goes
-/// once a receive finds nothing: see [`Mailbox::release_batch`].
+/// once a receive finds nothing: see [`Mailbox::release_room`].
 const BATCH_KEPT: usize = 32;
 
 /// What receivers take items from without the mailbox lock.
@@ -1003,13 +1013,13 @@ impl<P: Clone> Mailbox<P> {
             }
             Self::ended(&inner)?;
             if !wait {
-                self.release_batch(&mut inner);
+                self.release_room(&mut inner);
                 return Err(Empty::Now);
             }
             if self.sleep_on_log(&mut inner) {
                 continue; // it grew meanwhile
             }
-            self.release_batch(&mut inner);
+            self.release_room(&mut inner);
             inner.recv_waiters += 1;
             let timed_out = match deadline {
                 None => {
@@ -1093,7 +1103,7 @@ impl<P: Clone> Mailbox<P> {
             }
             return Poll::Ready(Err(end));
         }
-        self.release_batch(&mut inner);
+        self.release_room(&mut inner);
         let tasks = inner.tasks.get_or_insert_with(Box::default);
         let id = *slot.get_or_insert_with(|| {
             tasks.next += 1;
@@ -1120,14 +1130,12 @@ impl<P: Clone> Mailbox<P> {
     /// batch's): called, under the mailbox lock, when a receive found
     /// nothing and returns empty or goes to sleep, so that an idle
     /// subscriber keeps no more than a steady stream's room.
-    fn release_batch(&self, inner: &mut Inner<P>) {
+    fn release_room(&self, inner: &mut Inner<P>) {
         let mut taken = self.lock_reader();
         if taken.batch.as_ref().is_some_and(|batch| batch.is_empty()) {
             taken.batch = None;
         }
-        if inner.items.is_empty() && inner.items.capacity() > KEPT {
-            inner.items = VecDeque::new();
-        }
+        inner.free_room_beyond(KEPT);
     }
 
     /// The receive fast path, without the mailbox lock: the next item of
@@ -1163,11 +1171,10 @@ impl<P: Clone> Mailbox<P> {
         drop(taken);
         self.sync_queued(inner);
         let (len, capacity) = (inner.items.len(), inner.items.capacity());
-        if len == 0 && (capacity > KEPT || taken_log) {
-            // Drained: keep room for a steady stream, no more (a log reader
-            // queues nothing after its confirmation: it keeps nothing).
-            inner.items = VecDeque::new();
-        } else if capacity > 32 && len * 4 < capacity {
+        // Drained: keep room for a steady stream, no more (a log reader
+        // queues nothing after its confirmation: it keeps nothing).
+        let keep = if taken_log { 0 } else { KEPT };
+        if !inner.free_room_beyond(keep) && capacity > 32 && len * 4 < capacity {
             // Give a drained burst's memory back (amortized: the queue grew
             // by at least as many pushes).
             inner.items.shrink_to(len * 2);
