@@ -147,15 +147,25 @@ impl<P, W> Cursor<P, W> {
     /// The next entry, if one was appended.
     #[inline]
     pub(crate) fn next(&mut self) -> Option<&Entry<P>> {
-        if self.at == SEGMENT {
-            let next = Arc::clone(self.segment.next.get()?);
-            self.segment = next;
-            self.at = 0;
+        if self.at == SEGMENT && !self.step() {
+            return None;
         }
         let entry = self.segment.slots[self.at].get()?;
         self.at += 1;
         self.position += 1;
         Some(entry)
+    }
+
+    /// Moves onto the next segment, once it exists; returns whether it did.
+    #[cold]
+    #[inline(never)]
+    fn step(&mut self) -> bool {
+        let Some(next) = self.segment.next.get() else {
+            return false;
+        };
+        self.segment = Arc::clone(next);
+        self.at = 0;
+        true
     }
 
     /// Whether an entry is waiting (without taking it).

@@ -382,7 +382,7 @@ impl<P: Clone> Subscriber<P> {
     /// [`Overflow::Disconnect`](crate::Overflow::Disconnect).
     #[inline]
     pub fn recv(&self) -> Result<Message<P>, RecvError> {
-        self.mailbox.take(true, None).map_err(recv_error)
+        self.mailbox.take(true, None, recv_error)
     }
 
     /// Returns the next item if one is queued, without blocking.
@@ -394,7 +394,7 @@ impl<P: Clone> Subscriber<P> {
     /// nothing ever will be.
     #[inline]
     pub fn try_recv(&self) -> Result<Message<P>, TryRecvError> {
-        self.mailbox.take(false, None).map_err(|empty| match empty {
+        self.mailbox.take(false, None, |empty| match empty {
             Empty::Now => TryRecvError::Empty,
             Empty::Disconnected => TryRecvError::Disconnected,
             Empty::Overflowed => TryRecvError::Overflowed,
@@ -423,13 +423,11 @@ impl<P: Clone> Subscriber<P> {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<Message<P>, RecvTimeoutError> {
-        self.mailbox
-            .take(true, deadline)
-            .map_err(|empty| match empty {
-                Empty::Now => RecvTimeoutError::Timeout,
-                Empty::Disconnected => RecvTimeoutError::Disconnected,
-                Empty::Overflowed => RecvTimeoutError::Overflowed,
-            })
+        self.mailbox.take(true, deadline, |empty| match empty {
+            Empty::Now => RecvTimeoutError::Timeout,
+            Empty::Disconnected => RecvTimeoutError::Disconnected,
+            Empty::Overflowed => RecvTimeoutError::Overflowed,
+        })
     }
 
     /// Blocks until at least one item is queued, then moves up to `limit`
