@@ -619,6 +619,44 @@ impl<P> Mailbox<P> {
         Ok(offered)
     }
 
+    /// Offers a publish's one delivery to an unbounded subscriber, built by
+    /// `make` in place in its queue (no group, no copy between frames).
+    /// `None`, with `make` not called, where [`offer`](Mailbox::offer)
+    /// must decide: a bounded subscriber, or a stale `stamp`.
+    #[inline]
+    pub(crate) fn offer_single(
+        &self,
+        stamp: u64,
+        make: impl FnOnce() -> Message<P>,
+    ) -> Option<Result<Offered, Refused>> {
+        if self.bound.is_some() {
+            return None;
+        }
+        let mut inner = self.inner.lock();
+        match inner.state {
+            State::Evicted | State::BrokerGone | State::Dropped => {
+                return Some(Err(Refused::Gone));
+            }
+            // Only a bounded subscriber overflows.
+            State::Overflowed => return None,
+            State::Open => {}
+        }
+        if stamp < inner.stamp {
+            return None;
+        }
+        inner.items.push_back(make());
+        inner.deliveries += 1;
+        self.sync_queued(&inner);
+        let wakers = self.wake_receivers(&mut inner);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
+        Some(Ok(Offered {
+            counted: 1,
+            queued: 1,
+            ..Offered::default()
+        }))
+    }
+
     fn push_all(
         inner: &mut Inner<P>,
         bound: &Bound<P>,

@@ -1245,6 +1245,12 @@ impl<P: Clone> Registry<P> {
         if matched.is_empty() {
             let subs = &exact.expect("total > 0 without patterns").1.list;
             for mailbox in subs {
+                if let Some(offered) = mailbox.offer_single(version, || make(payload.next())) {
+                    if let Ok(offered) = offered {
+                        tally.count(mailbox, offered);
+                    }
+                    continue;
+                }
                 let mut group: Group<P> = SmallVec::new();
                 group.push(make(payload.next()));
                 self.offer_now(
@@ -1256,12 +1262,19 @@ impl<P: Clone> Registry<P> {
             // subscriber appears once, with one `pmessage`, no grouping needed.
             let entry = matched[0];
             for mailbox in &entry.subscribers.list {
-                let mut group: Group<P> = SmallVec::new();
-                group.push(Message::PMessage {
+                let pmessage = |payload: P| Message::PMessage {
                     pattern: entry.name.clone(),
                     channel: channel_name.clone(),
-                    payload: payload.next(),
-                });
+                    payload,
+                };
+                if let Some(offered) = mailbox.offer_single(version, || pmessage(payload.next())) {
+                    if let Ok(offered) = offered {
+                        tally.count(mailbox, offered);
+                    }
+                    continue;
+                }
+                let mut group: Group<P> = SmallVec::new();
+                group.push(pmessage(payload.next()));
                 self.offer_now(
                     mailbox, &mut group, version, false, &make, channel, &mut tally,
                 );

@@ -149,12 +149,16 @@ fn workers_acknowledge_every_command_sent_to_them_and_nothing_else() {
     };
     let acks: Vec<_> = out.lines().filter_map(status).collect();
     // The late monitor sees each worker's last status (#3), then what
-    // follows (the three "bye" in any order).
+    // follows. Each worker reports on a channel of its own, and order is
+    // promised per channel only: what follows is compared worker by worker
+    // (a stable sort by worker keeps each worker's order). A worker's
+    // report may reach the control thread before the monitor, so another
+    // worker's later report can come first in the monitor's stream.
     let mut monitor: Vec<&str> = (out.lines())
         .filter_map(|line| line.trim().strip_prefix("monitor: status."))
         .collect();
     assert_eq!(monitor.len(), 8, "{out}");
-    monitor[5..].sort_unstable();
+    monitor[3..].sort_by_key(|line| line.split_once(' ').map(|(worker, _)| worker));
     assert_eq!(
         monitor,
         [
@@ -162,8 +166,8 @@ fn workers_acknowledge_every_command_sent_to_them_and_nothing_else() {
             "web1  #3 /var 57% used (retained)",
             "web2  #3 /var 58% used (retained)",
             "db1   #4 orders saved to /backups/orders.rdb",
-            "web1  #5 now running v1.4.2",
             "db1   #6 bye",
+            "web1  #5 now running v1.4.2",
             "web1  #6 bye",
             "web2  #6 bye",
         ],
