@@ -636,6 +636,7 @@ mod name;
 mod registry;
 mod retained;
 mod space;
+mod spare;
 mod stats;
 mod stop;
 mod subscriber;

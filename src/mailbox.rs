@@ -20,7 +20,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -31,6 +31,7 @@ use smallvec::SmallVec;
 
 use crate::held::Held;
 use crate::log::{Cursor, Entry, Wake};
+use crate::spare::{Spare, ROOM};
 use crate::stats::SubscriberStats;
 use crate::{Message, Name};
 
@@ -265,11 +266,6 @@ impl<P: Clone> LogReader<P> {
     }
 }
 
-/// The most items an empty queue keeps room for, so that a steady
-/// one-in-one-out stream allocates nothing; a queue that grew past that is
-/// freed entirely once drained.
-const KEPT: usize = 4;
-
 /// The most items a drained batch keeps room for while items keep coming.
 /// The next swap hands that room to the queue, so a stream that a receiver
 /// takes in small batches moves between two buffers instead of allocating
@@ -340,8 +336,13 @@ pub(crate) struct Mailbox<P> {
     /// queued (read after `inner.items`; see `log.rs`), and `received`.
     reader: ReaderLock<P>,
     /// This mailbox's place in the registry's list of live mailboxes
-    /// (changed only under that list's lock).
-    pub(crate) slot: AtomicUsize,
+    /// (changed only under that list's lock; 32 bits, so that it shares a
+    /// word with the flags).
+    pub(crate) slot: AtomicU32,
+    /// The broker's spare queue room (see `spare.rs`), and the shard of it
+    /// this mailbox uses.
+    spare: Arc<Spare<Message<P>>>,
+    spare_shard: u8,
     /// Receivers blocked in `recv` wait here.
     readable: Condvar,
     bound: Option<Box<Bound<P>>>,
@@ -375,7 +376,11 @@ impl<P> fmt::Debug for Mailbox<P> {
 type Wakers = SmallVec<[Waker; 1]>;
 
 impl<P> Mailbox<P> {
-    pub(crate) fn new(bound: Option<Bound<P>>, confirmations: bool) -> Self {
+    pub(crate) fn new(
+        bound: Option<Bound<P>>,
+        confirmations: bool,
+        spare: (Arc<Spare<Message<P>>>, u8),
+    ) -> Self {
         Mailbox {
             inner: Mutex::new(Inner {
                 items: VecDeque::new(),
@@ -396,7 +401,9 @@ impl<P> Mailbox<P> {
                 log: None,
                 received: 0,
             }),
-            slot: AtomicUsize::new(0),
+            slot: AtomicU32::new(0),
+            spare: spare.0,
+            spare_shard: spare.1,
             readable: Condvar::new(),
             bound: bound.map(Box::new),
             confirmations,
@@ -463,6 +470,13 @@ impl<P> Mailbox<P> {
             }
             backoff.snooze();
         }
+    }
+
+    /// Gives an empty queue without room the broker's spare room, if any
+    /// (before an item is pushed; see `spare.rs`).
+    #[inline]
+    fn room(&self, inner: &mut Inner<P>) {
+        self.spare.fill(self.spare_shard, &mut inner.items);
     }
 
     /// Republishes whether the queue is non-empty, for the receive fast
@@ -532,6 +546,7 @@ impl<P> Mailbox<P> {
                 // Recomputed to nothing (its subscriptions went meanwhile).
                 return Ok(offered);
             }
+            self.room(&mut inner);
             if inner.state == State::Overflowed {
                 // Marked for eviction: counted, as Redis counts a client it
                 // is about to close, and reported as lost.
@@ -644,6 +659,7 @@ impl<P> Mailbox<P> {
         if stamp < inner.stamp {
             return None;
         }
+        self.room(&mut inner);
         inner.items.push_back(make());
         inner.deliveries += 1;
         self.sync_queued(&inner);
@@ -763,6 +779,7 @@ impl<P> Mailbox<P> {
         if !self.confirmations {
             return;
         }
+        self.room(&mut inner);
         inner.items.push_back(message);
         self.sync_queued(&inner);
         let wakers = self.wake_receivers(&mut inner);
@@ -779,6 +796,7 @@ impl<P> Mailbox<P> {
         if missed == 0 || matches!(inner.state, State::Dropped | State::BrokerGone) {
             return;
         }
+        self.room(&mut inner);
         if let Some(Message::Lagged { missed: reported }) = inner.items.back_mut() {
             *reported += missed;
         } else {
@@ -807,6 +825,7 @@ impl<P> Mailbox<P> {
         pattern: Option<(&Name, u64)>,
     ) -> Offered {
         let mut inner = self.inner.lock();
+        self.room(&mut inner);
         if let Some((pattern, stamp)) = pattern {
             self.restamp(&mut inner, stamp);
             let history = inner.history.get_or_insert_with(Box::default);
@@ -1014,6 +1033,7 @@ impl<P: Clone> Mailbox<P> {
             return;
         };
         inner.log_sleeper = false;
+        self.room(&mut inner);
         // Behind whatever the batch and the queue hold: it is newer.
         // Moved, not received: counted when taken from the queue.
         let mut moved = 0;
@@ -1210,17 +1230,22 @@ impl<P: Clone> Mailbox<P> {
         Poll::Pending
     }
 
-    /// Frees the room a drained batch kept (see [`BATCH_KEPT`]), and an
-    /// empty queue's room beyond [`KEPT`] (a swap may have handed it the
-    /// batch's): called, under the mailbox lock, when a receive found
-    /// nothing and returns empty or goes to sleep, so that an idle
-    /// subscriber keeps no more than a steady stream's room.
+    /// Frees the room a drained batch kept (see [`BATCH_KEPT`]), and hands
+    /// an empty queue's room to the broker's spare room (see `spare.rs`):
+    /// called, under the mailbox lock, when a receive found nothing and
+    /// returns empty or goes to sleep, so that an idle subscriber keeps no
+    /// room of its own.
     fn release_room(&self, inner: &mut Inner<P>) {
-        let mut taken = self.lock_reader();
-        if taken.batch.as_ref().is_some_and(|batch| batch.is_empty()) {
-            taken.batch = None;
-        }
-        inner.free_room_beyond(KEPT);
+        let batch = {
+            let mut taken = self.lock_reader();
+            if taken.batch.as_ref().is_some_and(|batch| batch.is_empty()) {
+                taken.batch.take()
+            } else {
+                None
+            }
+        };
+        drop(batch);
+        self.spare.reclaim(self.spare_shard, &mut inner.items);
     }
 
     /// The receive fast path, without the mailbox lock: the next item of
@@ -1258,7 +1283,7 @@ impl<P: Clone> Mailbox<P> {
         let (len, capacity) = (inner.items.len(), inner.items.capacity());
         // Drained: keep room for a steady stream, no more (a log reader
         // queues nothing after its confirmation: it keeps nothing).
-        let keep = if taken_log { 0 } else { KEPT };
+        let keep = if taken_log { 0 } else { ROOM };
         if !inner.free_room_beyond(keep) && capacity > 32 && len * 4 < capacity {
             // Give a drained burst's memory back (amortized: the queue grew
             // by at least as many pushes).

@@ -74,6 +74,7 @@ use crate::mailbox::{Group, Mailbox, Offered, Patience, Refused};
 use crate::members::Members;
 use crate::retained::Retained;
 pub(crate) use crate::space::Space;
+use crate::spare::Spare;
 use crate::stats::BrokerStats;
 use crate::trie::{PatternKey, PatternTrie};
 use crate::{Glob, Message, Name};
@@ -422,6 +423,8 @@ pub(crate) struct Registry<P> {
     #[cfg(feature = "redis")]
     tapped: std::sync::atomic::AtomicBool,
     hasher: Hasher,
+    /// Queue room idle subscribers gave back (see `spare.rs`).
+    spare: Arc<Spare<Message<P>>>,
 }
 
 impl<P> std::fmt::Debug for Registry<P> {
@@ -487,6 +490,7 @@ impl<P> Registry<P> {
             #[cfg(feature = "redis")]
             tapped: std::sync::atomic::AtomicBool::new(false),
             hasher: Hasher::default(),
+            spare: Arc::new(Spare::new()),
         }
     }
 
@@ -499,11 +503,18 @@ impl<P> Registry<P> {
 
     // ---- subscribers -------------------------------------------------------
 
+    /// The spare queue room a new mailbox uses, and its shard of it.
+    pub(crate) fn spare(&self) -> (Arc<Spare<Message<P>>>, u8) {
+        let shard = Spare::<Message<P>>::shard_of(self.next_id.load(Ordering::Relaxed));
+        (Arc::clone(&self.spare), shard)
+    }
+
     /// Registers a new subscriber's mailbox; returns its id.
     pub(crate) fn register(&self, mailbox: &Arc<Mailbox<P>>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut mailboxes = self.mailboxes.lock();
-        mailbox.slot.store(mailboxes.len(), Ordering::Relaxed);
+        let slot = u32::try_from(mailboxes.len()).expect("fewer than 2^32 live subscribers");
+        mailbox.slot.store(slot, Ordering::Relaxed);
         mailboxes.push(Arc::downgrade(mailbox));
         id
     }
@@ -512,13 +523,13 @@ impl<P> Registry<P> {
     /// still holds it, so every listed mailbox is alive).
     pub(crate) fn unregister(&self, mailbox: &Arc<Mailbox<P>>) {
         let mut mailboxes = self.mailboxes.lock();
-        let at = mailbox.slot.load(Ordering::Relaxed);
+        let at = mailbox.slot.load(Ordering::Relaxed) as usize;
         debug_assert!(mailboxes
             .get(at)
             .is_some_and(|listed| std::ptr::eq(listed.as_ptr(), Arc::as_ptr(mailbox))));
         mailboxes.swap_remove(at);
         if let Some(moved) = mailboxes.get(at).and_then(Weak::upgrade) {
-            moved.slot.store(at, Ordering::Relaxed);
+            moved.slot.store(at as u32, Ordering::Relaxed);
         }
         shrink_when_sparse(&mut *mailboxes);
     }

@@ -96,7 +96,7 @@ impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
         bound: Option<Bound<P>>,
         confirmations: bool,
     ) -> Self {
-        let mailbox = Arc::new(Mailbox::new(bound, confirmations));
+        let mailbox = Arc::new(Mailbox::new(bound, confirmations, registry.spare()));
         let id = registry.register(&mailbox);
         Subscriber {
             id,
