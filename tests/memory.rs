@@ -407,6 +407,43 @@ fn receive_empty(sub: &Subscriber, empty: EmptyReceive) {
     }
 }
 
+/// Bytes allocated per round once warm when a receiver on another thread
+/// blocks in `recv` for each message (it usually finds its queue empty and
+/// goes to sleep, handing the queue's room to the broker's spare room, and
+/// the next publish takes it back): `(per round, rounds in which the
+/// receiver went to sleep)`. The second figure shows the path was taken.
+fn sleeping_receiver_allocations(rounds: usize) -> (i64, usize) {
+    let broker = Broker::new();
+    let sub = broker.subscriber_builder().confirmations(false).build();
+    sub.subscribe(["ping"]).unwrap();
+    let payload = Bytes::from_static(b"payload");
+    let (ack, acked) = crossbeam_channel::bounded::<bool>(1);
+    let (per_round, slept) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for _ in 0..rounds + 100 {
+                // Empty now: this receive goes to sleep (or the publish won the race).
+                let empty = sub.is_empty();
+                sub.recv_timeout(Duration::from_secs(10))
+                    .expect("the round's message");
+                ack.send(empty).expect("the publisher waits");
+            }
+        });
+        let round = || {
+            broker.publish("ping", payload.clone());
+            acked
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the receiver acknowledged")
+        };
+        for _ in 0..100 {
+            round();
+        }
+        let before = allocated();
+        let slept = (0..rounds).filter(|_| round()).count();
+        ((allocated() - before) / count(rounds), slept)
+    });
+    (per_round, slept)
+}
+
 /// Prints and checks [`memo_returns`]: a filled memo keeps no more of a
 /// dropped pattern subscriber than an unfilled one once no pattern is left.
 fn memo_checked() {
@@ -599,6 +636,17 @@ fn memory_use() {
     );
 
     pairs_checked();
+
+    let (sleeping, slept) = sleeping_receiver_allocations(2_000);
+    eprintln!(
+        "a receiver on another thread, one message at a time: {sleeping} B allocated per \
+         round ({slept} of 2,000 receives found the queue empty)"
+    );
+    assert_eq!(
+        sleeping, 0,
+        "a receiver that sleeps between messages allocated"
+    );
+    assert!(slept > 0, "no receive found the queue empty");
 
     let (after_patterns, after_subscribers) = churn_returns();
     eprintln!(
