@@ -444,6 +444,20 @@ fn sleeping_receiver_allocations(rounds: usize) -> (i64, usize) {
     (per_round, slept)
 }
 
+/// Prints and checks [`sleeping_receiver_allocations`].
+fn sleeping_checked() {
+    let (sleeping, slept) = sleeping_receiver_allocations(2_000);
+    eprintln!(
+        "a receiver on another thread, one message at a time: {sleeping} B allocated per \
+         round ({slept} of 2,000 receives found the queue empty)"
+    );
+    assert_eq!(
+        sleeping, 0,
+        "a receiver that sleeps between messages allocated"
+    );
+    assert!(slept > 0, "no receive found the queue empty");
+}
+
 /// Prints and checks [`memo_returns`]: a filled memo keeps no more of a
 /// dropped pattern subscriber than an unfilled one once no pattern is left.
 fn memo_checked() {
@@ -637,16 +651,7 @@ fn memory_use() {
 
     pairs_checked();
 
-    let (sleeping, slept) = sleeping_receiver_allocations(2_000);
-    eprintln!(
-        "a receiver on another thread, one message at a time: {sleeping} B allocated per \
-         round ({slept} of 2,000 receives found the queue empty)"
-    );
-    assert_eq!(
-        sleeping, 0,
-        "a receiver that sleeps between messages allocated"
-    );
-    assert!(slept > 0, "no receive found the queue empty");
+    sleeping_checked();
 
     let (after_patterns, after_subscribers) = churn_returns();
     eprintln!(
