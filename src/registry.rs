@@ -1256,39 +1256,22 @@ impl<P: Clone> Registry<P> {
         if matched.is_empty() {
             let subs = &exact.expect("total > 0 without patterns").1.list;
             for mailbox in subs {
-                if let Some(offered) = mailbox.offer_single(version, || make(payload.next())) {
-                    if let Ok(offered) = offered {
-                        tally.count(mailbox, offered);
-                    }
-                    continue;
-                }
-                let mut group: Group<P> = SmallVec::new();
-                group.push(make(payload.next()));
-                self.offer_now(
-                    mailbox, &mut group, version, true, &make, channel, &mut tally,
-                );
+                let mut delivery = || make(payload.next());
+                let at = (mailbox, version, true);
+                self.offer_single(at, &mut delivery, &make, channel, &mut tally);
             }
         } else if matched.len() == 1 && exact.map_or(true, |(_, subs)| subs.list.is_empty()) {
             // One pattern and nobody holding the channel queue-fed: each
             // subscriber appears once, with one `pmessage`, no grouping needed.
             let entry = matched[0];
             for mailbox in &entry.subscribers.list {
-                let pmessage = |payload: P| Message::PMessage {
+                let mut delivery = || Message::PMessage {
                     pattern: entry.name.clone(),
                     channel: channel_name.clone(),
-                    payload,
+                    payload: payload.next(),
                 };
-                if let Some(offered) = mailbox.offer_single(version, || pmessage(payload.next())) {
-                    if let Ok(offered) = offered {
-                        tally.count(mailbox, offered);
-                    }
-                    continue;
-                }
-                let mut group: Group<P> = SmallVec::new();
-                group.push(pmessage(payload.next()));
-                self.offer_now(
-                    mailbox, &mut group, version, false, &make, channel, &mut tally,
-                );
+                let at = (mailbox, version, false);
+                self.offer_single(at, &mut delivery, &make, channel, &mut tally);
             }
         } else {
             let plan = plan(exact.map(|(_, subs)| subs), &matched);
@@ -1329,6 +1312,34 @@ impl<P: Clone> Registry<P> {
             });
         }
         group
+    }
+
+    /// Offers a subscriber's one delivery of a publish (built by the
+    /// closure) without waiting, under the caller's locks: in place in an
+    /// unbounded subscriber's queue, else as a group through
+    /// [`offer_now`](Registry::offer_now). `at`: the subscriber, the table
+    /// version, and whether it holds the channel itself.
+    #[inline]
+    fn offer_single(
+        &self,
+        at: (&Arc<Mailbox<P>>, u64, bool),
+        delivery: &mut impl FnMut() -> Message<P>,
+        make: &impl Fn(P) -> Message<P>,
+        channel: &[u8],
+        tally: &mut Tally<'_, P>,
+    ) {
+        let (mailbox, version, exact_too) = at;
+        match mailbox.offer_single(version, &mut *delivery) {
+            Some(Ok(offered)) => tally.count(mailbox, offered),
+            Some(Err(Refused::Gone)) => {}
+            Some(Err(Refused::Stale)) | None => {
+                let mut group: Group<P> = SmallVec::new();
+                group.push(delivery());
+                self.offer_now(
+                    mailbox, &mut group, version, exact_too, make, channel, tally,
+                );
+            }
+        }
     }
 
     /// Offers without waiting, under the caller's locks; a stale refusal

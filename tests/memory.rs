@@ -408,11 +408,13 @@ fn receive_empty(sub: &Subscriber, empty: EmptyReceive) {
 }
 
 /// Bytes allocated per round once warm when a receiver on another thread
-/// blocks in `recv` for each message (it usually finds its queue empty and
-/// goes to sleep, handing the queue's room to the broker's spare room, and
-/// the next publish takes it back): `(per round, rounds in which the
-/// receiver went to sleep)`. The second figure shows the path was taken.
-fn sleeping_receiver_allocations(rounds: usize) -> (i64, usize) {
+/// waits for each message, blocked in `recv_timeout` or (`asynchronous`)
+/// awaiting `recv_async` on a runtime of its own (it usually finds its
+/// queue empty and sleeps or returns pending, handing the queue's room to
+/// the broker's spare room, and the next publish takes it back): `(per
+/// round, rounds in which the receiver found its queue empty)`. The second
+/// figure shows the path was taken.
+fn sleeping_receiver_allocations(rounds: usize, asynchronous: bool) -> (i64, usize) {
     let broker = Broker::new();
     let sub = broker.subscriber_builder().confirmations(false).build();
     sub.subscribe(["ping"]).unwrap();
@@ -420,13 +422,31 @@ fn sleeping_receiver_allocations(rounds: usize) -> (i64, usize) {
     let (ack, acked) = crossbeam_channel::bounded::<bool>(1);
     let (per_round, slept) = std::thread::scope(|scope| {
         scope.spawn(|| {
-            for _ in 0..rounds + 100 {
-                // Empty now: this receive goes to sleep (or the publish won the race).
-                let empty = sub.is_empty();
-                sub.recv_timeout(Duration::from_secs(10))
-                    .expect("the round's message");
-                ack.send(empty).expect("the publisher waits");
+            if !asynchronous {
+                for _ in 0..rounds + 100 {
+                    // Empty now: this receive goes to sleep (or the publish won the race).
+                    let empty = sub.is_empty();
+                    sub.recv_timeout(Duration::from_secs(10))
+                        .expect("the round's message");
+                    ack.send(empty).expect("the publisher waits");
+                }
+                return;
             }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                for _ in 0..rounds + 100 {
+                    // Empty now: this poll returns pending (or the publish won the race).
+                    let empty = sub.is_empty();
+                    tokio::time::timeout(Duration::from_secs(10), sub.recv_async())
+                        .await
+                        .expect("the round's message in time")
+                        .expect("the round's message");
+                    ack.send(empty).expect("the publisher waits");
+                }
+            });
         });
         let round = || {
             broker.publish("ping", payload.clone());
@@ -444,18 +464,25 @@ fn sleeping_receiver_allocations(rounds: usize) -> (i64, usize) {
     (per_round, slept)
 }
 
-/// Prints and checks [`sleeping_receiver_allocations`].
+/// Prints and checks [`sleeping_receiver_allocations`], blocking and async.
 fn sleeping_checked() {
-    let (sleeping, slept) = sleeping_receiver_allocations(2_000);
-    eprintln!(
-        "a receiver on another thread, one message at a time: {sleeping} B allocated per \
-         round ({slept} of 2,000 receives found the queue empty)"
-    );
-    assert_eq!(
-        sleeping, 0,
-        "a receiver that sleeps between messages allocated"
-    );
-    assert!(slept > 0, "no receive found the queue empty");
+    for asynchronous in [false, true] {
+        let how = if asynchronous {
+            "an async"
+        } else {
+            "a blocking"
+        };
+        let (sleeping, slept) = sleeping_receiver_allocations(2_000, asynchronous);
+        eprintln!(
+            "{how} receiver on another thread, one message at a time: {sleeping} B \
+             allocated per round ({slept} of 2,000 receives found the queue empty)"
+        );
+        assert_eq!(
+            sleeping, 0,
+            "{how} receiver that waits between messages allocated"
+        );
+        assert!(slept > 0, "{how} receiver never found the queue empty");
+    }
 }
 
 /// Prints and checks [`memo_returns`]: a filled memo keeps no more of a
