@@ -33,6 +33,11 @@
 //!   channel of their own whose subscriber is not drained during the round
 //!   (queues are emptied between rounds, untimed): how publishing alone
 //!   scales with threads. Throughput counts messages; compare 2 with 1.
+//!   `crossbeam_floor`: each thread sends into an unbounded crossbeam
+//!   channel of its own instead, which shows how far this machine lets two
+//!   threads that share nothing scale. The publishers spin (yielding)
+//!   between rounds instead of sleeping, so a round times publishing, not
+//!   the wake-up and placement of threads.
 //! - `publishers/P` (P = 1, 2, 4): P publisher threads each publish a batch
 //!   of 10,000 messages (64-byte `Bytes`) while one drainer thread receives
 //!   all P × 10,000; `distinct`: each publisher has its own channel with one
@@ -75,6 +80,7 @@
 //! may in real use.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -439,7 +445,15 @@ fn publishers_rounds(iters: u64, p: usize, shared: bool) -> Duration {
 /// their own, whose one (unbounded) subscriber nobody drains during the
 /// round; the queues are emptied between rounds, untimed. Measures how
 /// publishing itself scales with threads, without the consumer's work.
-fn publish_only_rounds(iters: u64, p: usize) -> Duration {
+///
+/// The publishers wait for a round by spinning (yielding the CPU while
+/// they wait), not by sleeping: a sleeping thread's wake-up, and the
+/// scheduler placing both woken publishers on one core for part of a
+/// round, cost tens of microseconds that vary from round to round and
+/// belong to the operating system, not to publishing. Each publisher
+/// publishes its own payload: clones of one shared `Bytes` would make its
+/// reference count a cache line that every publish of both threads writes.
+fn publish_only_rounds(iters: u64, p: usize, floor: bool) -> Duration {
     let broker = Broker::new();
     let channels: Vec<Name> = (0..p).map(|i| Name::from(format!("alone:{i}"))).collect();
     let subscribers: Vec<Subscriber> = channels
@@ -450,18 +464,30 @@ fn publish_only_rounds(iters: u64, p: usize) -> Duration {
             sub
         })
         .collect();
+    // The floor: each publisher sends into a crossbeam channel of its own.
+    let floors: Vec<(cb::Sender<Bytes>, cb::Receiver<Bytes>)> =
+        (0..p).map(|_| cb::unbounded()).collect();
     let payload = payload();
+    let round = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
     thread::scope(|scope| {
+        // However this scope ends (a panic included), the publishers stop
+        // spinning, so the scope's join cannot hang.
+        let _stop = StopOnDrop(&stop);
         let (done_tx, done_rx) = cb::unbounded::<()>();
-        let mut go = Vec::with_capacity(p);
-        for channel in &channels {
-            let (go_tx, go_rx) = cb::bounded::<()>(1);
-            go.push(go_tx);
-            let (broker, payload, done_tx) = (&broker, &payload, done_tx.clone());
+        for (channel, (floor_tx, _)) in channels.iter().zip(&floors) {
+            let own = Bytes::copy_from_slice(&payload);
+            let (broker, done_tx, round, stop) = (&broker, done_tx.clone(), &round, &stop);
             scope.spawn(move || {
-                while go_rx.recv().is_ok() {
+                let mut seen = 0;
+                while let Some(now) = wait_for_round(round, seen, stop) {
+                    seen = now;
                     for _ in 0..BATCH {
-                        black_box(broker.publish(channel, payload.clone()));
+                        if floor {
+                            floor_tx.send(own.clone()).expect("the receiver is held");
+                        } else {
+                            black_box(broker.publish(channel, own.clone()));
+                        }
                     }
                     if done_tx.send(()).is_err() {
                         break;
@@ -473,11 +499,11 @@ fn publish_only_rounds(iters: u64, p: usize) -> Duration {
         let mut drained = Vec::with_capacity(BATCH);
         for _ in 0..iters {
             let start = Instant::now();
-            for go in &go {
-                go.send(()).expect("the publisher is waiting");
-            }
+            round.fetch_add(1, Ordering::Release);
             for _ in 0..p {
-                done_rx.recv().expect("a publisher finished its round");
+                done_rx
+                    .recv_timeout(Duration::from_mins(1))
+                    .expect("a publisher finished its round");
             }
             total += start.elapsed();
             for sub in &subscribers {
@@ -489,10 +515,35 @@ fn publish_only_rounds(iters: u64, p: usize) -> Duration {
                     drained.clear();
                 }
             }
+            for (_, rx) in &floors {
+                rx.try_iter().for_each(drop);
+            }
         }
-        drop(go);
         total
     })
+}
+
+/// Spins (yielding) until `round` passes `seen`; `None` once `stop` is set.
+fn wait_for_round(round: &AtomicU64, seen: u64, stop: &AtomicBool) -> Option<u64> {
+    loop {
+        if stop.load(Ordering::Acquire) {
+            return None;
+        }
+        let now = round.load(Ordering::Acquire);
+        if now != seen {
+            return Some(now);
+        }
+        thread::yield_now();
+    }
+}
+
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 fn publish_only(c: &mut Criterion) {
@@ -500,7 +551,10 @@ fn publish_only(c: &mut Criterion) {
         let mut group = group(c, &format!("publish_only/{p}"));
         group.throughput(elements(p * BATCH));
         group.bench_function("distinct", |b| {
-            b.iter_custom(|iters| publish_only_rounds(iters, p));
+            b.iter_custom(|iters| publish_only_rounds(iters, p, false));
+        });
+        group.bench_function("crossbeam_floor", |b| {
+            b.iter_custom(|iters| publish_only_rounds(iters, p, true));
         });
         group.finish();
     }
