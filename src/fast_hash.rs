@@ -10,9 +10,15 @@ pub(crate) type FastSet<K> = HashSet<K, Hasher>;
 
 /// Gives a map's memory back once it is mostly empty, so a burst of names
 /// does not pin its peak capacity for the broker's lifetime. Halving only at
-/// a quarter full keeps the cost amortized O(1) per removal.
+/// a quarter full keeps the cost amortized O(1) per removal. An empty map
+/// keeps nothing: a broker has many lock stripes, each with its own map,
+/// and a name that came and went must not leave a table behind in each.
 pub(crate) fn shrink_when_sparse<T: Sparse>(map: &mut T) {
-    if map.capacity() > 16 && map.len() * 4 < map.capacity() {
+    if map.len() == 0 {
+        if map.capacity() != 0 {
+            map.shrink_to(0);
+        }
+    } else if map.capacity() > 16 && map.len() * 4 < map.capacity() {
         map.shrink_to(map.len() * 2);
     }
 }
