@@ -71,7 +71,7 @@ use smallvec::SmallVec;
 use crate::fast_hash::{shrink_when_sparse, FastMap, Hasher};
 use crate::log::{Entry, Log};
 use crate::mailbox::{Group, Mailbox, Offered, Patience, Refused};
-use crate::members::Members;
+use crate::members::{Members, Rare};
 use crate::retained::Retained;
 pub(crate) use crate::space::Space;
 use crate::spare::Spare;
@@ -84,12 +84,11 @@ use crate::{Glob, Message, Name};
 #[cfg(feature = "redis")]
 pub(crate) type Tap<P> = Arc<dyn Fn(Space, &[u8], &P) + Send + Sync>;
 
-/// The subscribers of one channel or pattern. Most names have one, kept
-/// inline.
+/// The subscribers of one channel or pattern, and the rarer parts a few
+/// names need, in 16 bytes: most names have one subscriber, kept inline
+/// (see `members.rs`).
 pub(crate) struct Subscribers<P> {
-    list: Members<Arc<Mailbox<P>>>,
-    /// What few names need, boxed so that the others pay a pointer.
-    extra: Option<Box<Extra<P>>>,
+    list: Members<Arc<Mailbox<P>>, Extra<P>>,
 }
 
 /// The rarer parts of a name's subscribers.
@@ -99,6 +98,21 @@ struct Extra<P> {
     /// A channel's log (see `log.rs`), while subscribers read it instead of
     /// being in `list`.
     log: Option<ChannelLog<P>>,
+}
+
+impl<P> Default for Extra<P> {
+    fn default() -> Self {
+        Extra {
+            blockers: 0,
+            log: None,
+        }
+    }
+}
+
+impl<P> Rare for Extra<P> {
+    fn is_unused(&self) -> bool {
+        self.blockers == 0 && self.log.is_none()
+    }
 }
 
 /// A channel's log and its readers. Only touched under the stripe's lock
@@ -112,7 +126,6 @@ impl<P> Default for Subscribers<P> {
     fn default() -> Self {
         Subscribers {
             list: Members::None,
-            extra: None,
         }
     }
 }
@@ -120,7 +133,7 @@ impl<P> Default for Subscribers<P> {
 impl<P> Subscribers<P> {
     fn add(&mut self, mailbox: &Arc<Mailbox<P>>) {
         if mailbox.blocks() {
-            self.extra_mut().blockers += 1;
+            self.list.rare_or_default().blockers += 1;
         }
         self.list.push(Arc::clone(mailbox));
     }
@@ -128,40 +141,22 @@ impl<P> Subscribers<P> {
     fn remove(&mut self, mailbox: &Arc<Mailbox<P>>) {
         if let Some(at) = self.list.iter().position(|m| Arc::ptr_eq(m, mailbox)) {
             if mailbox.blocks() {
-                self.extra_mut().blockers -= 1;
-                self.tidy();
+                if let Some(extra) = self.list.rare_mut() {
+                    extra.blockers -= 1;
+                }
             }
+            // Tidies too: back inline once nothing rarer is needed.
             self.list.swap_remove(at);
-        }
-    }
-
-    fn extra_mut(&mut self) -> &mut Extra<P> {
-        self.extra.get_or_insert_with(|| {
-            Box::new(Extra {
-                blockers: 0,
-                log: None,
-            })
-        })
-    }
-
-    /// Frees the rarer parts once unused.
-    fn tidy(&mut self) {
-        if self
-            .extra
-            .as_ref()
-            .is_some_and(|extra| extra.blockers == 0 && extra.log.is_none())
-        {
-            self.extra = None;
         }
     }
 
     /// How many of them may make a publisher wait (`Block`, `BlockFor`).
     fn blockers(&self) -> usize {
-        self.extra.as_ref().map_or(0, |extra| extra.blockers)
+        self.list.rare().map_or(0, |extra| extra.blockers)
     }
 
     fn log_mut(&mut self) -> Option<&mut ChannelLog<P>> {
-        self.extra.as_mut().and_then(|extra| extra.log.as_mut())
+        self.list.rare_mut().and_then(|extra| extra.log.as_mut())
     }
 
     fn contains(&self, mailbox: &Arc<Mailbox<P>>) -> bool {
@@ -175,20 +170,20 @@ impl<P> Subscribers<P> {
 
     /// Subscribers that read the log.
     fn readers(&self) -> usize {
-        self.extra
-            .as_ref()
+        self.list
+            .rare()
             .and_then(|extra| extra.log.as_ref())
             .map_or(0, |log| log.readers)
     }
 
     /// One log reader less; the log goes with the last.
     fn reader_left(&mut self) {
-        if let Some(extra) = &mut self.extra {
+        if let Some(extra) = self.list.rare_mut() {
             if let Some(log) = &mut extra.log {
                 log.readers -= 1;
                 if log.readers == 0 {
                     extra.log = None;
-                    self.tidy();
+                    self.list.tidy();
                 }
             }
         }
@@ -304,12 +299,9 @@ impl<P> PatternEntry<P> {
             name: self.name.clone(),
             in_trie: self.in_trie,
             subscribers: Subscribers {
-                list: self.subscribers.list.clone(),
-                extra: (self.subscribers.blockers() > 0).then(|| {
-                    Box::new(Extra {
-                        blockers: self.subscribers.blockers(),
-                        log: None,
-                    })
+                list: self.subscribers.list.clone_with(|extra| Extra {
+                    blockers: extra.map_or(0, |extra| extra.blockers),
+                    log: None,
                 }),
             },
         }
@@ -590,7 +582,8 @@ impl<P> Registry<P> {
         drop(table);
         let joined = sole && mailbox.may_read_log() && subscribers.len() > 0 && {
             let log = subscribers
-                .extra_mut()
+                .list
+                .rare_or_default()
                 .log
                 .get_or_insert_with(|| ChannelLog {
                     log: Log::new(),
@@ -601,8 +594,8 @@ impl<P> Registry<P> {
             if log.readers == 0 {
                 // Refused (its readiness handle was asked for meanwhile)
                 // and nobody else reads it.
-                subscribers.extra_mut().log = None;
-                subscribers.tidy();
+                subscribers.list.rare_or_default().log = None;
+                subscribers.list.tidy();
             }
             joined
         };
@@ -625,11 +618,7 @@ impl<P> Registry<P> {
                 if held.total() != 1 {
                     continue;
                 }
-                let log = subscribers
-                    .extra
-                    .as_mut()
-                    .and_then(|extra| extra.log.as_mut())
-                    .expect("joined above");
+                let log = subscribers.log_mut().expect("joined above");
                 if candidate.join_log(log.log.cursor(), name.clone(), space == Space::Shard) {
                     log.readers += 1;
                     subscribers.list.swap_remove(at);
