@@ -151,6 +151,19 @@ pub(crate) enum Patience {
     Until(Option<Instant>),
 }
 
+/// What became of a delivery offered through
+/// [`offer_single`](Mailbox::offer_single).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Single {
+    /// Queued: one delivery counted and queued, nothing else.
+    Queued,
+    /// The subscriber is gone: nothing counted.
+    Gone,
+    /// Not taken here (bounded, overflowed, or stamped after this publish's
+    /// table version): offer it through the general path.
+    Declined,
+}
+
 /// What became of a group of deliveries offered to a mailbox.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Offered {
@@ -633,39 +646,32 @@ impl<P> Mailbox<P> {
 
     /// Offers a publish's one delivery to an unbounded subscriber, built by
     /// `make` in place in its queue (no group, no copy between frames).
-    /// `None`, with `make` not called, where [`offer`](Mailbox::offer)
-    /// must decide: a bounded subscriber, or a stale `stamp`.
+    /// [`Single::Declined`], with `make` not called, where
+    /// [`offer`](Mailbox::offer) must decide: a bounded or overflowed
+    /// subscriber, or a stale `stamp`.
     #[inline]
-    pub(crate) fn offer_single(
-        &self,
-        stamp: u64,
-        make: impl FnOnce() -> Message<P>,
-    ) -> Option<Result<Offered, Refused>> {
+    pub(crate) fn offer_single(&self, stamp: u64, make: impl FnOnce() -> Message<P>) -> Single {
         if self.bound.is_some() {
-            return None;
+            return Single::Declined;
         }
         let mut inner = self.inner.lock();
         match inner.state {
             State::Evicted | State::BrokerGone | State::Dropped => {
-                return Some(Err(Refused::Gone));
+                return Single::Gone;
             }
             // Only a bounded subscriber overflows.
-            State::Overflowed => return None,
+            State::Overflowed => return Single::Declined,
             State::Open => {}
         }
         if stamp < inner.stamp {
-            return None;
+            return Single::Declined;
         }
         self.room(&mut inner);
         inner.items.push_back(make());
         inner.deliveries += 1;
         self.sync_queued(&inner);
         self.wake_and_unlock(inner);
-        Some(Ok(Offered {
-            counted: 1,
-            queued: 1,
-            ..Offered::default()
-        }))
+        Single::Queued
     }
 
     fn push_all(

@@ -70,7 +70,7 @@ use smallvec::SmallVec;
 
 use crate::fast_hash::{shrink_when_sparse, FastMap, Hasher};
 use crate::log::{Entry, Log};
-use crate::mailbox::{Group, Mailbox, Offered, Patience, Refused};
+use crate::mailbox::{Group, Mailbox, Offered, Patience, Refused, Single};
 use crate::members::{Members, Rare};
 use crate::retained::Retained;
 pub(crate) use crate::space::Space;
@@ -1322,9 +1322,12 @@ impl<P: Clone> Registry<P> {
     ) {
         let (mailbox, version, exact_too) = at;
         match mailbox.offer_single(version, &mut *delivery) {
-            Some(Ok(offered)) => tally.count(mailbox, offered),
-            Some(Err(Refused::Gone)) => {}
-            Some(Err(Refused::Stale)) | None => {
+            Single::Queued => {
+                tally.counted += 1;
+                tally.queued += 1;
+            }
+            Single::Gone => {}
+            Single::Declined => {
                 let mut group: Group<P> = SmallVec::new();
                 group.push(delivery());
                 self.offer_now(
