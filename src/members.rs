@@ -55,7 +55,8 @@ impl<T, X: Rare> Members<T, X> {
         self.as_slice().is_empty()
     }
 
-    /// The rarer parts, when in use.
+    /// The rarer parts, when the list is boxed (they may then be unused,
+    /// when it is boxed for its two or more members).
     pub(crate) fn rare(&self) -> Option<&X> {
         match self {
             Members::Boxed(boxed) => Some(&boxed.rare),

@@ -141,7 +141,10 @@ impl<P> Subscribers<P> {
     fn remove(&mut self, mailbox: &Arc<Mailbox<P>>) {
         if let Some(at) = self.list.iter().position(|m| Arc::ptr_eq(m, mailbox)) {
             if mailbox.blocks() {
-                if let Some(extra) = self.list.rare_mut() {
+                // A blocking subscriber boxed the list when it was added.
+                let extra = self.list.rare_mut();
+                debug_assert!(extra.is_some(), "a blocker in an unboxed list");
+                if let Some(extra) = extra {
                     extra.blockers -= 1;
                 }
             }
