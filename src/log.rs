@@ -10,7 +10,7 @@
 //!
 //! The log is a singly linked list of fixed-size segments. Slots are
 //! written once, by the publisher holding the channel's stripe lock, and
-//! read without locks (a slot is a `OnceLock`). Readers hold their current
+//! read without locks (a slot is a `WriteOnce`: see `write_once.rs`). Readers hold their current
 //! segment, so a segment is freed as soon as the last reader has moved past
 //! it; memory grows only with what the slowest reader has not read, as a
 //! queue's would.
@@ -27,6 +27,8 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 
+use crate::write_once::WriteOnce;
+
 /// Slots per segment: one allocation per this many publishes.
 const SEGMENT: usize = 32;
 
@@ -42,14 +44,14 @@ pub(crate) enum Entry<P> {
 }
 
 struct Segment<P> {
-    slots: Box<[OnceLock<Entry<P>>]>,
+    slots: Box<[WriteOnce<Entry<P>>]>,
     next: OnceLock<Arc<Segment<P>>>,
 }
 
 impl<P> Segment<P> {
     fn new() -> Arc<Self> {
         Arc::new(Segment {
-            slots: (0..SEGMENT).map(|_| OnceLock::new()).collect(),
+            slots: (0..SEGMENT).map(|_| WriteOnce::new()).collect(),
             next: OnceLock::new(),
         })
     }
@@ -110,7 +112,14 @@ impl<P, W: Wake> Log<P, W> {
             self.tail = next;
             self.at = 0;
         }
-        let _ = self.tail.slots[self.at].set(entry);
+        // SAFETY: this is the log's one writing end (`Log` is neither
+        // `Clone` nor shared: it is used through `&mut`, under the channel's
+        // lock), and it writes slot `at` of its tail once, then moves past
+        // it for good; nothing else writes slots.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.tail.slots[self.at].write(entry);
+        }
         self.at += 1;
         // Only this writer (under the channel's lock) moves the end: a
         // plain store, no read-modify-write.
@@ -175,9 +184,9 @@ impl<P, W> Cursor<P, W> {
                 .segment
                 .next
                 .get()
-                .is_some_and(|next| next.slots[0].get().is_some());
+                .is_some_and(|next| next.slots[0].is_written());
         }
-        self.segment.slots[self.at].get().is_some()
+        self.segment.slots[self.at].is_written()
     }
 
     /// Entries appended and not read yet.
