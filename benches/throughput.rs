@@ -29,13 +29,13 @@
 //!   at least the batch, so no receiver ever lags; `blocking_recv`, no
 //!   runtime) and `bus` (`bus::Bus` with a capacity of the batch,
 //!   `Bus::broadcast` and `BusReader::recv`).
-//! - `publish_only/P` (P = 1, 2): P threads each publish 10,000 messages on a
-//!   channel of their own whose subscriber is not drained during the round
-//!   (queues are emptied between rounds, untimed): how publishing alone
-//!   scales with threads. Throughput counts messages; compare 2 with 1.
-//!   `crossbeam_floor`: each thread sends into an unbounded crossbeam
-//!   channel of its own instead, which shows how far this machine lets two
-//!   threads that share nothing scale. The publishers spin (yielding)
+//! - `publish_only/P` (P = 1, 2, 4, 8, 16, up to the machine's core count):
+//!   P threads each publish 10,000 messages on a channel of their own whose
+//!   subscriber is not drained during the round (queues are emptied between
+//!   rounds, untimed): how publishing alone scales with threads. Throughput
+//!   counts messages; compare each P with 1. `crossbeam_floor`: each thread
+//!   sends into an unbounded crossbeam channel of its own instead, which
+//!   shows how far this machine lets threads that share nothing scale. The publishers spin (yielding)
 //!   between rounds instead of sleeping, so a round times publishing, not
 //!   the wake-up and placement of threads.
 //! - `publishers/P` (P = 1, 2, 4): P publisher threads each publish a batch
@@ -98,6 +98,9 @@ const PAYLOAD_LEN: usize = 64;
 const FANOUT: [usize; 4] = [1, 10, 100, 1000];
 /// Publisher thread counts of the `publishers` groups.
 const PUBLISHERS: [usize; 3] = [1, 2, 4];
+/// Publisher threads of the `publish_only` groups (those up to the
+/// machine's core count run).
+const PUBLISH_ONLY: [usize; 5] = [1, 2, 4, 8, 16];
 /// Live channels present during `churn`.
 const LIVE_CHANNELS: usize = 10_000;
 
@@ -547,7 +550,10 @@ impl Drop for StopOnDrop<'_> {
 }
 
 fn publish_only(c: &mut Criterion) {
-    for p in [1, 2] {
+    // As many publishers as the machine has cores, at most: on a 2-core
+    // machine, 1 and 2; on 16 cores, the whole curve.
+    let cores = thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    for p in PUBLISH_ONLY.into_iter().filter(|&p| p == 1 || p <= cores) {
         let mut group = group(c, &format!("publish_only/{p}"));
         group.throughput(elements(p * BATCH));
         group.bench_function("distinct", |b| {
