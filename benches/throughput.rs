@@ -35,7 +35,9 @@
 //!   rounds, untimed): how publishing alone scales with threads. Throughput
 //!   counts messages; compare each P with 1. `crossbeam_floor`: each thread
 //!   sends into an unbounded crossbeam channel of its own instead, which
-//!   shows how far this machine lets threads that share nothing scale. The publishers spin (yielding)
+//!   shows how far this machine lets threads that share nothing scale.
+//!   The broker has 64 lock stripes per core (`Broker::with_lock_stripes`;
+//!   the default, 128, on up to 2 cores). The publishers spin (yielding)
 //!   between rounds instead of sleeping, so a round times publishing, not
 //!   the wake-up and placement of threads.
 //! - `publishers/P` (P = 1, 2, 4): P publisher threads each publish a batch
@@ -457,7 +459,10 @@ fn publishers_rounds(iters: u64, p: usize, shared: bool) -> Duration {
 /// publishes its own payload: clones of one shared `Bytes` would make its
 /// reference count a cache line that every publish of both threads writes.
 fn publish_only_rounds(iters: u64, p: usize, floor: bool) -> Duration {
-    let broker = Broker::new();
+    // A broker set up for many publishers on distinct channels: 64 lock
+    // stripes per core (the default, 128, on up to 2 cores).
+    let cores = thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let broker: Broker = Broker::with_lock_stripes((64 * cores).max(128));
     let channels: Vec<Name> = (0..p).map(|i| Name::from(format!("alone:{i}"))).collect();
     let subscribers: Vec<Subscriber> = channels
         .iter()

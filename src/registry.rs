@@ -328,6 +328,16 @@ impl<P> Stripe<P> {
     }
 }
 
+/// The default number of lock stripes (16 KiB of stripes). Two channels
+/// share a stripe with probability 1/128. More stripes spread more hot
+/// channels over more locks, but each non-empty stripe has a table of its
+/// own, and a table holds 4 entries at least: with 1,024 stripes, 1,000
+/// channels cost 169 bytes each (116 with 128).
+pub(crate) const DEFAULT_STRIPES: usize = 128;
+
+/// The most lock stripes a broker may have (8 MiB of stripes).
+pub(crate) const MAX_STRIPES: usize = 65_536;
+
 /// Keeps each stripe on its own cache lines, so two publishers on
 /// different stripes do not slow each other down through false sharing.
 #[repr(align(128))]
@@ -489,21 +499,11 @@ impl<P> Drop for Registry<P> {
 }
 
 impl<P> Registry<P> {
-    pub(crate) fn new() -> Self {
-        // Enough stripes that distinct hot channels rarely share one: 64
-        // per core, at least 128 and at most 4,096, 128 bytes each (16 KiB
-        // on 2 cores, 128 KiB on 16). Two hot channels share a stripe with
-        // probability 1/stripes; 16 hot channels on 16 cores, some two of
-        // them about 1 time in 9. Measured on 16 cores: with 16 stripes per
-        // core, 8 and 16 publishers on channels of their own ran at 2.8x and
-        // 6.7x one publisher, because samples where two shared a stripe ran
-        // at half speed. More stripes cost memory per subscription while
-        // there are few channels per stripe (each stripe's table is small).
-        let stripes = std::thread::available_parallelism()
-            .map_or(8, std::num::NonZeroUsize::get)
-            .saturating_mul(64)
-            .clamp(128, 4096)
-            .next_power_of_two();
+    /// A registry whose channels are spread over `stripes` locks (see
+    /// [`Broker::with_lock_stripes`](crate::Broker::with_lock_stripes): a
+    /// power of two from 1 to [`MAX_STRIPES`]).
+    pub(crate) fn new(stripes: usize) -> Self {
+        debug_assert!(stripes.is_power_of_two() && stripes <= MAX_STRIPES);
         let stripes = (0..stripes)
             .map(|_| {
                 Padded(Stripe {
@@ -1518,7 +1518,7 @@ mod layout_tests {
     #[test]
     fn a_stripe_takes_one_padded_block_of_128_bytes() {
         // The stripe count is chosen with this size in mind (see
-        // `Registry::new`): a field that grows a stripe past 128 bytes
+        // `DEFAULT_STRIPES`): a field that grows a stripe past 128 bytes
         // doubles the memory of every broker.
         assert_eq!(std::mem::size_of::<Padded<Stripe<bytes::Bytes>>>(), 128);
     }

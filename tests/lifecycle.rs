@@ -224,3 +224,49 @@ fn dispatcher_sends_unclaimed_deliveries_to_the_fallback() {
         ["known Some(\"1\")", "other stray"]
     );
 }
+
+#[test]
+fn any_number_of_lock_stripes_gives_the_same_answers() {
+    // 0 counts as 1, 3 rounds up to 4, and anything past the limit is the
+    // limit: every count spreads the same channels differently over its
+    // locks, and nothing a subscriber or `PUBSUB` sees may depend on it.
+    for stripes in [0, 1, 3, 128, 70_000] {
+        let broker: Broker = Broker::with_lock_stripes(stripes);
+        let sub = broker.subscriber_builder().confirmations(false).build();
+        let watcher = broker.subscriber_builder().confirmations(false).build();
+        let names: Vec<String> = (0..50).map(|i| format!("room:{i:02}")).collect();
+        sub.subscribe(&names).unwrap();
+        watcher.psubscribe(["room:1*"]).unwrap();
+        for name in &names {
+            let expected = if name.starts_with("room:1") { 2 } else { 1 };
+            assert_eq!(
+                broker.publish(name.as_str(), name.clone()),
+                expected,
+                "{stripes}"
+            );
+        }
+        let got: Vec<Message> = sub.try_iter().collect();
+        assert_eq!(got.len(), 50, "{stripes}");
+        for (message, name) in got.iter().zip(&names) {
+            assert_eq!(
+                message.channel().unwrap(),
+                name.as_str(),
+                "in publish order"
+            );
+        }
+        assert_eq!(watcher.try_iter().count(), 10, "{stripes}");
+        let listed: Vec<String> = broker
+            .channels()
+            .iter()
+            .map(|name| name.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(listed, names, "sorted, whatever the stripes");
+        assert_eq!(
+            broker.numsub(["room:07", "none"]),
+            vec![("room:07".into(), 1), ("none".into(), 0)]
+        );
+        drop(sub);
+        assert!(broker.channels().is_empty(), "{stripes}");
+        assert_eq!(broker.stats().published, 50, "{stripes}");
+    }
+}
