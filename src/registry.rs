@@ -210,8 +210,8 @@ struct StripeStats {
 #[allow(clippy::struct_field_names)]
 struct Shard<P> {
     channels: FastMap<Name, Subscribers<P>>,
-    /// Made on the first shard channel of this stripe: most brokers have
-    /// none, and a stripe must fit its 128 bytes.
+    /// Made on the first shard channel of this stripe and dropped with its
+    /// last: most brokers have none, and a stripe must fit its 128 bytes.
     shard_channels: Option<Box<FastMap<Name, Subscribers<P>>>>,
     /// Channels whose publish is waiting for room (see the module docs);
     /// made on the first such publish, freed when the last is done.
@@ -722,6 +722,15 @@ impl<P> Registry<P> {
                 entry.remove();
                 shrink_when_sparse(map);
             }
+        }
+        // The last shard channel of this stripe takes its map's box along.
+        if space == Space::Shard
+            && shard
+                .shard_channels
+                .as_ref()
+                .is_some_and(|map| map.is_empty())
+        {
+            shard.shard_channels = None;
         }
         if let Some(confirmation) = confirmation {
             mailbox.confirm(confirmation, None);
