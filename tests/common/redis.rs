@@ -319,6 +319,13 @@ impl Server {
                 return Err(format!("redis-server on port {port} exited with {status}"));
             }
             if std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                // Whoever answered, this server must still be running: one
+                // that could not bind its port exits at once (and the
+                // answer came from another process).
+                std::thread::sleep(Duration::from_millis(50));
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("redis-server on port {port} exited with {status}"));
+                }
                 return Ok(Server {
                     child,
                     port,
@@ -558,11 +565,24 @@ fn server_program() -> Option<std::path::PathBuf> {
     found
 }
 
+/// A loopback port nobody listens on now, and that this test process has not
+/// handed out before: tests run in parallel, and a server that restarts on
+/// its port must not find another test's server there.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 impl Server {
