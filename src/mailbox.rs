@@ -227,16 +227,6 @@ struct Tasks {
 }
 
 impl<P> Inner<P> {
-    /// Frees an empty queue's room when it holds more than `keep` items;
-    /// returns whether it did.
-    fn free_room_beyond(&mut self, keep: usize) -> bool {
-        let free = self.items.is_empty() && self.items.capacity() > keep;
-        if free {
-            self.items = VecDeque::new();
-        }
-        free
-    }
-
     /// Removes the async registration `id`.
     fn unregister(&mut self, id: u64) {
         if let Some(tasks) = &mut self.tasks {
@@ -1287,7 +1277,9 @@ impl<P: Clone> Mailbox<P> {
         // Drained: keep room for a steady stream, no more (a log reader
         // queues nothing after its confirmation: it keeps nothing).
         let keep = if taken_log { 0 } else { ROOM };
-        if !inner.free_room_beyond(keep) && capacity > 32 && len * 4 < capacity {
+        if len == 0 && capacity > keep {
+            inner.items = VecDeque::new();
+        } else if capacity > 32 && len * 4 < capacity {
             // Give a drained burst's memory back (amortized: the queue grew
             // by at least as many pushes).
             inner.items.shrink_to(len * 2);

@@ -289,7 +289,7 @@ impl<P> Shard<P> {
     fn is_busy(&self, space: Space, name: &[u8]) -> bool {
         self.busy.as_ref().is_some_and(|busy| {
             busy.iter()
-                .any(|(s, busy)| *s == space && busy.as_bytes() == name)
+                .any(|(s, marked)| *s == space && marked.as_bytes() == name)
         })
     }
 
