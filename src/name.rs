@@ -110,6 +110,20 @@ enum InlineLen {
     L22 = 22,
 }
 
+impl Inline {
+    /// A copy, made out of line on purpose. Inlined, the compiler copies
+    /// the length (already loaded to tell the variants apart) apart from
+    /// the bytes, and the first seven bytes as two overlapping 4-byte
+    /// moves; the message then built from the name reads those back as
+    /// whole words, which the processor cannot forward from the narrower
+    /// stores, and stalls. A call copies three words and costs less: one
+    /// subscriber, one thread, 74 → 70 ns per message.
+    #[inline(never)]
+    fn copy(&self) -> Inline {
+        *self
+    }
+}
+
 impl InlineLen {
     const ALL: [InlineLen; INLINE + 1] = {
         #[allow(clippy::enum_glob_use)] // the 23 lengths, in order
@@ -159,7 +173,7 @@ impl Clone for Name {
     #[inline]
     fn clone(&self) -> Self {
         match &self.0 {
-            Repr::Inline(inline) => Name(Repr::Inline(*inline)),
+            Repr::Inline(inline) => Name(Repr::Inline(inline.copy())),
             Repr::Shared(bytes) => Name(Repr::Shared(Arc::clone(bytes))),
         }
     }

@@ -1099,9 +1099,89 @@ impl<P: Clone> Registry<P> {
         }
     }
 
-    #[allow(clippy::too_many_lines)] // one lock scope, read top to bottom
+    #[inline]
     fn publish_tapped(&self, space: Space, channel: &[u8], payload: P, tapped: bool) -> usize {
         let stripe = self.stripe(channel);
+        let mut shard = stripe.lock_idle(space, channel);
+        let payload = if tapped {
+            payload
+        } else {
+            match self.publish_to_one(&mut shard, space, channel, payload) {
+                Ok(count) => return count,
+                Err(payload) => payload,
+            }
+        };
+        self.publish_locked(stripe, shard, space, channel, payload, tapped)
+    }
+
+    /// The most common publish, in as few steps as it takes: no pattern,
+    /// nothing retained, and the channel has one subscriber, queue-fed,
+    /// that cannot make a publisher wait. Hands the payload back when the
+    /// publish is not that one (or the subscriber's mailbox declines the
+    /// in-place delivery), for the general path, with nothing done.
+    #[inline]
+    fn publish_to_one(
+        &self,
+        shard: &mut Shard<P>,
+        space: Space,
+        channel: &[u8],
+        payload: P,
+    ) -> Result<usize, P> {
+        // Version first, as in the general path: a count read after it is
+        // at least as new.
+        let version = self.patterns.version.load(Ordering::Acquire);
+        let no_patterns = match space {
+            Space::Channel => self.patterns.count.load(Ordering::Acquire) == 0,
+            Space::Shard => true,
+        };
+        if !no_patterns || shard.memo.is_some() || self.retained.depth(space, channel) > 0 {
+            return Err(payload);
+        }
+        let Some((name, subs)) = shard.get_key_value(space, channel) else {
+            return Err(payload);
+        };
+        // Inline: no log, no blocking subscriber, one member.
+        let Members::One(mailbox) = &subs.list else {
+            return Err(payload);
+        };
+        let version = match space {
+            Space::Channel => version,
+            Space::Shard => u64::MAX,
+        };
+        let mut payload = Some(payload);
+        let single = mailbox.offer_single(version, || {
+            message(
+                space,
+                name,
+                payload.take().expect("taken once, and only by a delivery"),
+            )
+        });
+        let count = match single {
+            Single::Queued => 1,
+            Single::Gone => 0,
+            Single::Declined => {
+                return Err(payload.expect("a declined delivery takes nothing"));
+            }
+        };
+        let stats = &mut shard.stats;
+        stats.published += 1;
+        stats.queued += count;
+        Ok(count as usize)
+    }
+
+    /// Every publish but [`publish_to_one`](Registry::publish_to_one)'s,
+    /// with the stripe already locked.
+    #[allow(clippy::too_many_lines)] // one lock scope, read top to bottom
+    #[inline(never)]
+    fn publish_locked(
+        &self,
+        stripe: &Stripe<P>,
+        shard: MutexGuard<'_, Shard<P>>,
+        space: Space,
+        channel: &[u8],
+        payload: P,
+        tapped: bool,
+    ) -> usize {
         let mut tally = Tally {
             registry: self,
             stripe,
@@ -1113,7 +1193,9 @@ impl<P: Clone> Registry<P> {
             evict: SmallVec::new(),
             busy: None,
         };
-        let mut shard = stripe.lock_idle(space, channel);
+        // Declared after the tally, so a panic (a payload's `clone`) lets
+        // go of the stripe before the tally's drop takes it to record.
+        let mut shard = shard;
         #[cfg(feature = "redis")]
         if tapped {
             // Under the channel's lock: the tap must never block.

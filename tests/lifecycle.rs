@@ -270,3 +270,57 @@ fn any_number_of_lock_stripes_gives_the_same_answers() {
         assert_eq!(broker.stats().published, 50, "{stripes}");
     }
 }
+
+/// A channel with one subscriber takes the publish's shortest path (see
+/// `Registry::publish_to_one`); every kind of lone subscriber must still be
+/// served and counted exactly as through the general path.
+#[test]
+fn a_lone_subscriber_of_any_kind_is_served_and_counted() {
+    let broker = Broker::new();
+    let plain = broker.subscriber();
+    plain.subscribe(["plain"]).unwrap();
+    let bounded = broker
+        .subscriber_builder()
+        .capacity(2)
+        .overflow(channelcast::Overflow::DropNewest)
+        .build();
+    bounded.subscribe(["bounded"]).unwrap();
+    let sharded = broker.subscriber();
+    sharded.ssubscribe(["sharded"]).unwrap();
+    // Taken by a pattern only: the general path.
+    let by_pattern = broker.subscriber();
+    by_pattern.psubscribe(["pat*"]).unwrap();
+    for sub in [&plain, &bounded, &sharded, &by_pattern] {
+        assert!(!sub.try_recv().unwrap().is_delivery(), "a confirmation");
+    }
+    for i in 0..5 {
+        assert_eq!(broker.publish("plain", format!("p{i}")), 1);
+        // Counted (Redis's count) whether queued or dropped.
+        assert_eq!(broker.publish("bounded", format!("b{i}")), 1);
+        assert_eq!(broker.spublish("sharded", format!("s{i}")), 1);
+        assert_eq!(broker.publish("pattern", format!("q{i}")), 1);
+    }
+    let payloads = |sub: &channelcast::Subscriber| -> Vec<String> {
+        sub.try_iter()
+            .map(|m| match m {
+                Message::Lagged { missed } => format!("lagged {missed}"),
+                m => String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
+            })
+            .collect()
+    };
+    assert_eq!(payloads(&plain), ["p0", "p1", "p2", "p3", "p4"]);
+    assert_eq!(payloads(&bounded), ["b0", "b1", "lagged 3"]);
+    assert_eq!(payloads(&sharded), ["s0", "s1", "s2", "s3", "s4"]);
+    assert_eq!(payloads(&by_pattern), ["q0", "q1", "q2", "q3", "q4"]);
+    let stats = broker.stats();
+    assert_eq!(stats.published, 20);
+    assert_eq!(stats.delivered, 17);
+    assert_eq!(stats.dropped, 3);
+    assert_eq!(plain.stats().received, 5);
+    assert_eq!(bounded.stats().dropped, 3);
+    // One delivery more once the subscriber is gone: none, and counted so.
+    drop(plain);
+    assert_eq!(broker.publish("plain", "late"), 0);
+    assert_eq!(broker.stats().published, 21);
+    assert_eq!(broker.stats().delivered, 17);
+}

@@ -3,6 +3,7 @@
 //! `#[path = "common/wait.rs"] mod wait;` and uses what it needs.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::thread;
@@ -14,9 +15,11 @@ use channelcast::{Message, Subscriber};
 /// of these tests needs on a loaded machine.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Runs `work` on its own thread and returns its result, or fails the test
-/// if it does not finish within [`PATIENCE`] (the thread is left behind).
-/// A panic in `work` is passed on as it is.
+/// Runs `work` on its own thread and returns its result, or fails the whole
+/// test run if it does not finish within [`PATIENCE`]: it says what hung and
+/// exits the process with a failure. Unwinding instead could hang in turn,
+/// where the test's broker or subscribers, dropped on the way out, need a
+/// lock the stuck thread holds. A panic in `work` is passed on as it is.
 pub(crate) fn within<T: Send + 'static>(
     what: &str,
     work: impl FnOnce() -> T + Send + 'static,
@@ -28,7 +31,15 @@ pub(crate) fn within<T: Send + 'static>(
     match rx.recv_timeout(PATIENCE) {
         Ok(Ok(value)) => value,
         Ok(Err(panic)) => panic::resume_unwind(panic),
-        Err(timeout) => panic!("{what}: did not finish within {PATIENCE:?} (a hang: {timeout})"),
+        Err(timeout) => {
+            // Straight to the process's stderr: the harness's capture of
+            // `eprintln!` would be lost with the exit.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{what}: did not finish within {PATIENCE:?} (a hang: {timeout})"
+            );
+            std::process::exit(101)
+        }
     }
 }
 
