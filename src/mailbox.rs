@@ -6,16 +6,19 @@
 //! counters, and every wake-up (receivers blocked in `recv`, publishers
 //! blocked for room, async tasks, and the readiness handle `select!` waits
 //! on). Publishers hand a mailbox the deliveries of one publish as one
-//! group, under the mailbox's own mutex; receivers take items out under it
-//! on their slow path. Nobody waits while holding it (condition variables
-//! release it). While holding it, only the receivers' spin lock (below) and,
-//! under that, a channel log's sleepers mutex may be taken.
+//! group, under the mailbox's own lock (a spin lock); receivers take items
+//! out under it on their slow path. Nobody waits while holding it: blocked
+//! receivers and publishers sleep on condition variables under a small
+//! mutex of their own (`sleepers`), taken before the mailbox lock is let go
+//! and by every notifier, which holds the mailbox lock, before it notifies.
+//! While holding the mailbox lock, only `sleepers`, the receivers' spin lock
+//! (below) and, under that, a channel log's sleepers mutex may be taken.
 //!
 //! The receivers' side (`Taken`) sits behind that spin lock: the batch (an
 //! unbounded subscriber's queue, taken in one go), the cursor of the log of
 //! the subscriber's only channel (see `log.rs`), and the `received` count.
 //! A receive that finds an item in the batch, or in the log with nothing
-//! queued before it, takes one atomic operation and never touches the mutex
+//! queued before it, takes one atomic operation and never touches the lock
 //! publishers and waiting threads use.
 
 use std::collections::VecDeque;
@@ -26,7 +29,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
 
 use crate::held::Held;
@@ -217,6 +220,9 @@ struct Inner<P> {
     /// Registered with the sleepers of the log this subscriber reads (until
     /// the next append wakes it).
     log_sleeper: bool,
+    /// Whether subscribe/unsubscribe confirmations are queued (fixed when
+    /// the subscriber is built; kept here, where it costs no room).
+    confirmations: bool,
 }
 
 /// Async receivers waiting, by the id their future registered with.
@@ -325,9 +331,18 @@ impl<P: Clone> Taken<P> {
 /// `Mailbox::inner`, then this, then a log's sleepers mutex.
 type ReaderLock<P> = spin::mutex::SpinMutex<Taken<P>>;
 
+/// The mailbox lock: a spin lock, one atomic operation to take and a store
+/// to release (a parking mutex's release is a second atomic operation,
+/// about 5 ns of a one-subscriber publish). Nobody waits while holding it:
+/// blocked receivers and publishers sleep on a condition variable under
+/// `Mailbox::sleepers` instead (see [`Mailbox::sleep`]), so a thread that
+/// finds it taken spins, then yields, until it is free.
+type InnerLock<P> = spin::mutex::SpinMutex<Inner<P>>;
+type InnerGuard<'a, P> = spin::mutex::SpinMutexGuard<'a, Inner<P>>;
+
 /// One subscriber's stream and everything about it (see the module docs).
 pub(crate) struct Mailbox<P> {
-    inner: Mutex<Inner<P>>,
+    inner: InnerLock<P>,
     /// Whether `inner.items` holds anything, written under the mailbox
     /// lock: a receiver that sees false may read the log without that
     /// lock. (Anything queued while the subscriber reads a log
@@ -349,9 +364,11 @@ pub(crate) struct Mailbox<P> {
     spare_shard: u8,
     /// Receivers blocked in `recv` wait here.
     readable: Condvar,
+    /// The mutex of `readable` and of the bound's `writable`: a waiter takes
+    /// it before it lets go of the mailbox lock, and every notification is
+    /// made holding it, so none passes a waiter that is about to sleep.
+    sleepers: Mutex<()>,
     bound: Option<Box<Bound<P>>>,
-    /// Whether subscribe/unsubscribe confirmations are queued.
-    confirmations: bool,
     /// The subscriber's names. Locked for a whole (un)subscribe call, and by
     /// an overflow eviction (which runs on a publisher's thread) or a drop
     /// while it removes them; always before any registry lock.
@@ -367,7 +384,7 @@ pub(crate) struct Mailbox<P> {
 
 impl<P> fmt::Debug for Mailbox<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = self.inner.lock();
+        let inner = self.lock_inner();
         f.debug_struct("Mailbox")
             .field("queued", &inner.items.len())
             .field("state", &inner.state)
@@ -386,7 +403,7 @@ impl<P> Mailbox<P> {
         spare: (Arc<Spare<Message<P>>>, u8),
     ) -> Self {
         Mailbox {
-            inner: Mutex::new(Inner {
+            inner: InnerLock::new(Inner {
                 items: VecDeque::new(),
                 deliveries: 0,
                 bytes: 0,
@@ -398,6 +415,7 @@ impl<P> Mailbox<P> {
                 send_waiters: 0,
                 tasks: None,
                 log_sleeper: false,
+                confirmations,
             }),
             queued: AtomicBool::new(false),
             reader: ReaderLock::new(Taken {
@@ -409,8 +427,8 @@ impl<P> Mailbox<P> {
             spare: spare.0,
             spare_shard: spare.1,
             readable: Condvar::new(),
+            sleepers: Mutex::new(()),
             bound: bound.map(Box::new),
-            confirmations,
             held: Mutex::new(Held::default()),
             doorbell: std::sync::OnceLock::new(),
             no_log: AtomicBool::new(false),
@@ -430,7 +448,7 @@ impl<P> Mailbox<P> {
         // Under the mailbox lock, as `join_log` checks it: a join either
         // comes first (and the caller then leaves the log again) or is
         // refused.
-        let _inner = self.inner.lock();
+        let _inner = self.lock_inner();
         self.no_log.store(true, Ordering::Release);
     }
 
@@ -445,7 +463,7 @@ impl<P> Mailbox<P> {
         channel: Name,
         shard: bool,
     ) -> bool {
-        let inner = self.inner.lock();
+        let inner = self.lock_inner();
         if self.no_log.load(Ordering::Acquire) {
             return false;
         }
@@ -457,7 +475,7 @@ impl<P> Mailbox<P> {
         // Receivers already waiting are registered with this mailbox only,
         // and appends wake the log's sleepers only: wake them all, so that
         // they look again and register with the log before they wait.
-        self.readable.notify_all();
+        self.notify_readers(true);
         self.wake_and_unlock(inner);
         true
     }
@@ -529,7 +547,7 @@ impl<P> Mailbox<P> {
         stamp: u64,
         patience: Patience,
     ) -> Result<Offered, Refused> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         let mut offered = Offered {
             counted: group.len() as u64,
             ..Offered::default()
@@ -575,15 +593,8 @@ impl<P> Mailbox<P> {
                 };
                 if !deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     inner.send_waiters += 1;
-                    let timed_out = match deadline {
-                        None => {
-                            bound.writable.wait(&mut inner);
-                            false
-                        }
-                        Some(deadline) => {
-                            bound.writable.wait_until(&mut inner, deadline).timed_out()
-                        }
-                    };
+                    let (relocked, timed_out) = self.sleep(inner, &bound.writable, deadline);
+                    inner = relocked;
                     inner.send_waiters -= 1;
                     if !timed_out {
                         // Room, a state change or a spurious wake-up: look
@@ -644,7 +655,7 @@ impl<P> Mailbox<P> {
         if self.bound.is_some() {
             return Single::Declined;
         }
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         match inner.state {
             State::Evicted | State::BrokerGone | State::Dropped => {
                 return Single::Gone;
@@ -763,11 +774,11 @@ impl<P> Mailbox<P> {
     /// pattern (un)subscription, is the pattern-table version that holds
     /// the change.
     pub(crate) fn confirm(&self, message: Message<P>, stamp: Option<u64>) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         if let Some(stamp) = stamp {
             self.restamp(&mut inner, stamp);
         }
-        if !self.confirmations {
+        if !inner.confirmations {
             return;
         }
         self.room(&mut inner);
@@ -781,7 +792,7 @@ impl<P> Mailbox<P> {
     /// in `dropped`, which is this subscriber's own overflow policy's.
     #[cfg(feature = "redis")]
     pub(crate) fn report_lagged(&self, missed: u64) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         if missed == 0 || matches!(inner.state, State::Dropped | State::BrokerGone) {
             return;
         }
@@ -811,7 +822,7 @@ impl<P> Mailbox<P> {
         retained: Vec<Message<P>>,
         pattern: Option<(&Name, u64)>,
     ) -> Offered {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         self.room(&mut inner);
         if let Some((pattern, stamp)) = pattern {
             self.restamp(&mut inner, stamp);
@@ -819,7 +830,7 @@ impl<P> Mailbox<P> {
             history.retain(|(held, _)| held != pattern);
             history.push((pattern.clone(), stamp));
         }
-        if self.confirmations {
+        if inner.confirmations {
             inner.items.push_back(confirmation);
         }
         let mut offered = Offered::default();
@@ -851,7 +862,7 @@ impl<P> Mailbox<P> {
     /// Whether `pattern` was joined with history at a table version later
     /// than `version`.
     pub(crate) fn joined_with_history_after(&self, pattern: &Name, version: u64) -> bool {
-        let inner = self.inner.lock();
+        let inner = self.lock_inner();
         inner.history.as_ref().is_some_and(|history| {
             history
                 .iter()
@@ -861,7 +872,7 @@ impl<P> Mailbox<P> {
 
     /// Forgets that `pattern` was joined with history (it was released).
     pub(crate) fn forget_history(&self, pattern: &[u8]) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         if let Some(history) = &mut inner.history {
             history.retain(|(held, _)| held.as_bytes() != pattern);
             if history.is_empty() {
@@ -873,7 +884,7 @@ impl<P> Mailbox<P> {
     /// Records a pattern (un)subscription made without a confirmation (a
     /// drop or an eviction), so that stale publishers recompute.
     pub(crate) fn stamp(&self, stamp: u64) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         self.restamp(&mut inner, stamp);
     }
 
@@ -893,23 +904,83 @@ impl<P> Mailbox<P> {
     /// any).
     fn notify_writers(&self) {
         if let Some(bound) = &self.bound {
+            let _asleep = self.sleepers.lock();
             bound.writable.notify_all();
+        }
+    }
+
+    /// Wakes one receiver blocked in `recv` (it passes the wake-up on if
+    /// more is left), or all of them.
+    fn notify_readers(&self, all: bool) {
+        let _asleep = self.sleepers.lock();
+        if all {
+            self.readable.notify_all();
+        } else {
+            self.readable.notify_one();
+        }
+    }
+
+    /// Sleeps on `condvar` until notified (or until `deadline`), with the
+    /// mailbox unlocked meanwhile; returns it locked again, and whether the
+    /// deadline passed. Call with the waiter counted in `inner`, so that
+    /// whoever changes what it waits for notifies.
+    fn sleep<'a>(
+        &'a self,
+        inner: InnerGuard<'a, P>,
+        condvar: &Condvar,
+        deadline: Option<Instant>,
+    ) -> (InnerGuard<'a, P>, bool) {
+        // Taken before the mailbox is let go: a notifier, who holds the
+        // mailbox lock and then takes this, comes after the wait began.
+        let mut asleep = self.sleepers.lock();
+        drop(inner);
+        let timed_out = match deadline {
+            None => {
+                condvar.wait(&mut asleep);
+                false
+            }
+            Some(deadline) => condvar.wait_until(&mut asleep, deadline).timed_out(),
+        };
+        // Never held while taking the mailbox lock (notifiers take them
+        // the other way round).
+        drop(asleep);
+        (self.lock_inner(), timed_out)
+    }
+
+    /// Takes the mailbox lock (held briefly by whoever has it: spin, then
+    /// yield).
+    #[inline]
+    fn lock_inner(&self) -> InnerGuard<'_, P> {
+        match self.inner.try_lock() {
+            Some(inner) => inner,
+            None => self.lock_inner_contended(),
+        }
+    }
+
+    #[cold]
+    fn lock_inner_contended(&self) -> InnerGuard<'_, P> {
+        let backoff = crossbeam_utils::Backoff::new();
+        loop {
+            backoff.snooze();
+            if let Some(inner) = self.inner.try_lock() {
+                return inner;
+            }
         }
     }
 
     /// The eviction is complete: nothing more will arrive.
     pub(crate) fn evicted(&self) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         inner.state = State::Evicted;
         self.notify_writers();
-        self.readable.notify_all();
+        self.notify_readers(true);
         self.wake_and_unlock(inner);
     }
 
     /// [`wake_receivers`](Mailbox::wake_receivers), then releases the
     /// mailbox lock and wakes the async tasks (never under the lock).
     #[inline]
-    fn wake_and_unlock(&self, mut inner: MutexGuard<'_, Inner<P>>) {
+    fn wake_and_unlock(&self, mut inner: InnerGuard<'_, P>) {
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
         wakers.into_iter().for_each(Waker::wake);
@@ -919,7 +990,7 @@ impl<P> Mailbox<P> {
     /// wake-up on if more is left), every async task, the readiness handle.
     fn wake_receivers(&self, inner: &mut Inner<P>) -> Wakers {
         if inner.recv_waiters > 0 {
-            self.readable.notify_one();
+            self.notify_readers(false);
         }
         if let Some(doorbell) = self.doorbell.get() {
             let _ = doorbell.0.try_send(());
@@ -944,7 +1015,7 @@ impl<P> Mailbox<P> {
     }
 
     fn close(&self, state: State) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         if inner.state == State::Open || state == State::Dropped {
             inner.state = state;
         }
@@ -960,7 +1031,7 @@ impl<P> Mailbox<P> {
             self.sync_queued(&inner);
             (items, self.lock_reader().batch.take())
         });
-        self.readable.notify_all();
+        self.notify_readers(true);
         self.notify_writers();
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
@@ -970,7 +1041,7 @@ impl<P> Mailbox<P> {
 
     /// Whether this subscriber was evicted for overflow.
     pub(crate) fn overflowed(&self) -> bool {
-        matches!(self.inner.lock().state, State::Overflowed | State::Evicted)
+        matches!(self.lock_inner().state, State::Overflowed | State::Evicted)
     }
 }
 
@@ -978,7 +1049,7 @@ impl<P> Mailbox<P> {
     /// Stops reading a channel log, dropping what was not read (the
     /// subscriber is going away).
     pub(crate) fn drop_log(&self) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         self.lock_reader().log = None;
         inner.log_sleeper = false;
     }
@@ -1000,7 +1071,7 @@ impl<P> Mailbox<P> {
     /// Removes an async registration (its future was dropped).
     pub(crate) fn cancel(&self, slot: &mut Option<u64>) {
         if let Some(id) = slot.take() {
-            self.inner.lock().unregister(id);
+            self.lock_inner().unregister(id);
         }
     }
 }
@@ -1008,7 +1079,7 @@ impl<P> Mailbox<P> {
 impl<P> Wake for Mailbox<P> {
     /// A log this subscriber reads grew.
     fn wake(&self) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         inner.log_sleeper = false;
         self.wake_and_unlock(inner);
     }
@@ -1018,7 +1089,7 @@ impl<P: Clone> Mailbox<P> {
     /// Stops reading a channel log: what the log holds beyond the cursor is
     /// queued here, in order. Called under the channel's stripe lock.
     pub(crate) fn leave_log(&self) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         let Some(mut reader) = self.lock_reader().log.take() else {
             return;
         };
@@ -1103,7 +1174,7 @@ impl<P: Clone> Mailbox<P> {
         wait: bool,
         deadline: Option<Instant>,
     ) -> Result<Message<P>, Empty> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         loop {
             if let Some(message) = self.pop(&mut inner) {
                 self.hand_over(&mut inner);
@@ -1119,13 +1190,8 @@ impl<P: Clone> Mailbox<P> {
             }
             self.release_room(&mut inner);
             inner.recv_waiters += 1;
-            let timed_out = match deadline {
-                None => {
-                    self.readable.wait(&mut inner);
-                    false
-                }
-                Some(deadline) => self.readable.wait_until(&mut inner, deadline).timed_out(),
-            };
+            let (relocked, timed_out) = self.sleep(inner, &self.readable, deadline);
+            inner = relocked;
             inner.recv_waiters -= 1;
             if timed_out {
                 let taken = self.pop(&mut inner);
@@ -1142,9 +1208,9 @@ impl<P: Clone> Mailbox<P> {
     /// share one registration with the log, and an append wakes one of
     /// them): wakes one if something is waiting, and makes sure the log
     /// this subscriber reads will wake them when it grows.
-    fn hand_over(self: &Arc<Self>, inner: &mut MutexGuard<'_, Inner<P>>) {
+    fn hand_over(self: &Arc<Self>, inner: &mut InnerGuard<'_, P>) {
         if inner.recv_waiters > 0 && (self.waiting(inner) > 0 || self.sleep_on_log(inner)) {
-            self.readable.notify_one();
+            self.notify_readers(false);
         }
     }
 
@@ -1162,7 +1228,7 @@ impl<P: Clone> Mailbox<P> {
         }
         let first = self.take(wait, deadline, |empty| empty)?;
         out.push(first);
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         let mut taken = 1;
         while taken < limit {
             match self.pop(&mut inner) {
@@ -1184,11 +1250,11 @@ impl<P: Clone> Mailbox<P> {
     ) -> Poll<Result<Message<P>, Empty>> {
         if let Some(message) = self.take_fast() {
             if let Some(id) = slot.take() {
-                self.inner.lock().unregister(id);
+                self.lock_inner().unregister(id);
             }
             return Poll::Ready(Ok(message));
         }
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock_inner();
         if let Some(message) = self.pop(&mut inner) {
             if let Some(id) = slot.take() {
                 inner.unregister(id);
@@ -1251,7 +1317,7 @@ impl<P: Clone> Mailbox<P> {
         taken.next(!self.queued.load(Ordering::Acquire))
     }
 
-    fn pop(&self, inner: &mut MutexGuard<'_, Inner<P>>) -> Option<Message<P>> {
+    fn pop(&self, inner: &mut InnerGuard<'_, P>) -> Option<Message<P>> {
         let mut taken = self.lock_reader();
         if let Some(message) = taken.next(false) {
             return Some(message);
@@ -1309,7 +1375,7 @@ impl<P: Clone> Mailbox<P> {
 
     /// Items waiting: deliveries, confirmations and lag reports.
     pub(crate) fn len(&self) -> usize {
-        let inner = self.inner.lock();
+        let inner = self.lock_inner();
         self.waiting(&inner)
     }
 
@@ -1328,7 +1394,7 @@ impl<P: Clone> Mailbox<P> {
     }
 
     pub(crate) fn stats(&self) -> SubscriberStats {
-        let inner = self.inner.lock();
+        let inner = self.lock_inner();
         // One look at the receivers' side: a receive in between would count
         // an item both as queued and as received.
         let taken = self.lock_reader();
@@ -1347,7 +1413,7 @@ impl<P: Clone> Mailbox<P> {
             .get_or_init(|| Box::new(crossbeam_channel::bounded(1)));
         // Publishers ring it from now on; ring it for what came before (a
         // spare token only costs the waiter one empty `try_recv`).
-        let inner = self.inner.lock();
+        let inner = self.lock_inner();
         if self.waiting(&inner) > 0 || inner.state != State::Open {
             let _ = ring.try_send(());
         }
