@@ -639,6 +639,7 @@ mod registry;
 mod retained;
 mod space;
 mod spare;
+mod spin_lock;
 mod stats;
 mod stop;
 mod subscriber;

@@ -35,6 +35,7 @@ use smallvec::SmallVec;
 use crate::held::Held;
 use crate::log::{Cursor, Entry, Wake};
 use crate::spare::{Spare, ROOM};
+use crate::spin_lock::{SpinGuard, SpinLock};
 use crate::stats::SubscriberStats;
 use crate::{Message, Name};
 
@@ -331,14 +332,11 @@ impl<P: Clone> Taken<P> {
 /// `Mailbox::inner`, then this, then a log's sleepers mutex.
 type ReaderLock<P> = spin::mutex::SpinMutex<Taken<P>>;
 
-/// The mailbox lock: a spin lock, one atomic operation to take and a store
-/// to release (a parking mutex's release is a second atomic operation,
-/// about 5 ns of a one-subscriber publish). Nobody waits while holding it:
+/// The mailbox lock (see `spin_lock.rs`). Nobody waits while holding it:
 /// blocked receivers and publishers sleep on a condition variable under
-/// `Mailbox::sleepers` instead (see [`Mailbox::sleep`]), so a thread that
-/// finds it taken spins, then yields, until it is free.
-type InnerLock<P> = spin::mutex::SpinMutex<Inner<P>>;
-type InnerGuard<'a, P> = spin::mutex::SpinMutexGuard<'a, Inner<P>>;
+/// `Mailbox::sleepers` instead (see [`Mailbox::sleep`]).
+type InnerLock<P> = SpinLock<Inner<P>>;
+type InnerGuard<'a, P> = SpinGuard<'a, Inner<P>>;
 
 /// One subscriber's stream and everything about it (see the module docs).
 pub(crate) struct Mailbox<P> {
@@ -947,25 +945,10 @@ impl<P> Mailbox<P> {
         (self.lock_inner(), timed_out)
     }
 
-    /// Takes the mailbox lock (held briefly by whoever has it: spin, then
-    /// yield).
+    /// Takes the mailbox lock.
     #[inline]
     fn lock_inner(&self) -> InnerGuard<'_, P> {
-        match self.inner.try_lock() {
-            Some(inner) => inner,
-            None => self.lock_inner_contended(),
-        }
-    }
-
-    #[cold]
-    fn lock_inner_contended(&self) -> InnerGuard<'_, P> {
-        let backoff = crossbeam_utils::Backoff::new();
-        loop {
-            backoff.snooze();
-            if let Some(inner) = self.inner.try_lock() {
-                return inner;
-            }
-        }
+        self.inner.lock()
     }
 
     /// The eviction is complete: nothing more will arrive.
@@ -977,21 +960,28 @@ impl<P> Mailbox<P> {
         self.wake_and_unlock(inner);
     }
 
-    /// [`wake_receivers`](Mailbox::wake_receivers), then releases the
-    /// mailbox lock and wakes the async tasks (never under the lock).
+    /// Releases the mailbox lock, then wakes whoever waits to receive: one
+    /// blocked thread (it passes the wake-up on if more is left), every
+    /// async task, the readiness handle. Who is woken is decided under the
+    /// lock; the wake-ups are made after it, so a woken receiver does not
+    /// find the lock still held by the system call that woke it. (A waiter
+    /// counted under the lock holds `sleepers` until it sleeps, so the
+    /// notification cannot pass it.)
     #[inline]
     fn wake_and_unlock(&self, mut inner: InnerGuard<'_, P>) {
+        let reader = inner.recv_waiters > 0;
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
+        if reader {
+            self.notify_readers(false);
+        }
         wakers.into_iter().for_each(Waker::wake);
     }
 
-    /// Wakes whoever waits to receive: one blocked thread (it passes the
-    /// wake-up on if more is left), every async task, the readiness handle.
+    /// Rings the readiness handle and takes the async tasks' wakers to call
+    /// once the lock is released (blocked threads are the caller's to
+    /// notify).
     fn wake_receivers(&self, inner: &mut Inner<P>) -> Wakers {
-        if inner.recv_waiters > 0 {
-            self.notify_readers(false);
-        }
         if let Some(doorbell) = self.doorbell.get() {
             let _ = doorbell.0.try_send(());
         }

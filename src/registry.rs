@@ -75,6 +75,7 @@ use crate::members::{Members, Rare};
 use crate::retained::Retained;
 pub(crate) use crate::space::Space;
 use crate::spare::Spare;
+use crate::spin_lock::{SpinGuard, SpinLock};
 use crate::stats::BrokerStats;
 use crate::trie::{PatternKey, PatternTrie};
 use crate::{Glob, Message, Name};
@@ -311,14 +312,11 @@ impl<P> Shard<P> {
     }
 }
 
-/// The stripe's lock: a spin lock, one atomic operation to take and a store
-/// to release (a parking mutex's release is a second atomic operation, about
-/// 5 ns of a one-subscriber publish). It is only ever held for bounded work
-/// (a publish's deliveries, a (un)subscription, a walk of the stripe's maps),
-/// never while waiting, so a thread that finds it taken spins, then yields,
-/// until it is free.
-type ShardLock<P> = spin::mutex::SpinMutex<Shard<P>>;
-type ShardGuard<'a, P> = spin::mutex::SpinMutexGuard<'a, Shard<P>>;
+/// The stripe's lock (see `spin_lock.rs`). It is only ever held for
+/// bounded work (a publish's deliveries, a (un)subscription, a walk of the
+/// stripe's maps), never while waiting.
+type ShardLock<P> = SpinLock<Shard<P>>;
+type ShardGuard<'a, P> = SpinGuard<'a, Shard<P>>;
 
 struct Stripe<P> {
     shard: ShardLock<P>,
@@ -334,21 +332,7 @@ impl<P> Stripe<P> {
     /// Locks the stripe.
     #[inline]
     fn lock(&self) -> ShardGuard<'_, P> {
-        match self.shard.try_lock() {
-            Some(shard) => shard,
-            None => self.lock_contended(),
-        }
-    }
-
-    #[cold]
-    fn lock_contended(&self) -> ShardGuard<'_, P> {
-        let backoff = crossbeam_utils::Backoff::new();
-        loop {
-            backoff.snooze();
-            if let Some(shard) = self.shard.try_lock() {
-                return shard;
-            }
-        }
+        self.shard.lock()
     }
 
     /// Locks the stripe once `name` is not busy.
