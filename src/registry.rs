@@ -1177,28 +1177,54 @@ impl<P: Clone> Registry<P> {
             Space::Channel => self.patterns.count.load(Ordering::Acquire) == 0,
             Space::Shard => true,
         };
-        if !no_patterns || shard.memo.is_some() || self.retained.depth(space, channel) > 0 {
+        if self.retained.depth(space, channel) > 0 {
             return Err(payload);
         }
-        let Some((name, subs)) = shard.get_key_value(space, channel) else {
-            return Err(payload);
-        };
-        // Inline: no log, no blocking subscriber, one member.
-        let Members::One(mailbox) = &subs.list else {
-            return Err(payload);
-        };
-        let version = match space {
-            Space::Channel => version,
-            Space::Shard => u64::MAX,
-        };
+        let exact = shard.get_key_value(space, channel);
         let mut payload = Some(payload);
-        let single = mailbox.offer_single(version, || {
-            message(
-                space,
+        let mut take = || payload.take().expect("taken once, and only by a delivery");
+        let single = if no_patterns {
+            if shard.memo.is_some() {
+                return Err(take()); // the general path lets the memo go
+            }
+            // Inline: no log, no blocking subscriber, one member.
+            let Some((
                 name,
-                payload.take().expect("taken once, and only by a delivery"),
-            )
-        });
+                Subscribers {
+                    list: Members::One(mailbox),
+                },
+            )) = exact
+            else {
+                return Err(take());
+            };
+            let version = match space {
+                Space::Channel => version,
+                Space::Shard => u64::MAX,
+            };
+            mailbox.offer_single(version, || message(space, name, take()))
+        } else {
+            // Nobody holds the channel itself, and the stripe's memo holds
+            // this channel's matches at this table version: one pattern,
+            // with one plain subscriber.
+            let memo = shard.memo.as_deref().filter(|memo| {
+                exact.is_none()
+                    && memo.filled
+                    && memo.version == version
+                    && memo.channel == channel
+                    && memo.entries.len() == 1
+            });
+            let Some(entry) = memo.map(|memo| &memo.entries[0]) else {
+                return Err(take());
+            };
+            let Members::One(mailbox) = &entry.subscribers.list else {
+                return Err(take());
+            };
+            mailbox.offer_single(version, || Message::PMessage {
+                pattern: entry.name.clone(),
+                channel: Name::recent(channel),
+                payload: take(),
+            })
+        };
         let count = match single {
             Single::Queued => 1,
             Single::Gone => 0,
