@@ -6,19 +6,16 @@
 //! counters, and every wake-up (receivers blocked in `recv`, publishers
 //! blocked for room, async tasks, and the readiness handle `select!` waits
 //! on). Publishers hand a mailbox the deliveries of one publish as one
-//! group, under the mailbox's own lock (a spin lock); receivers take items
-//! out under it on their slow path. Nobody waits while holding it: blocked
-//! receivers and publishers sleep on condition variables under a small
-//! mutex of their own (`sleepers`), taken before the mailbox lock is let go
-//! and by every notifier, which holds the mailbox lock, before it notifies.
-//! While holding the mailbox lock, only `sleepers`, the receivers' spin lock
-//! (below) and, under that, a channel log's sleepers mutex may be taken.
+//! group, under the mailbox's own mutex; receivers take items out under it
+//! on their slow path. Nobody waits while holding it (condition variables
+//! release it). While holding it, only the receivers' spin lock (below) and,
+//! under that, a channel log's sleepers mutex may be taken.
 //!
 //! The receivers' side (`Taken`) sits behind that spin lock: the batch (an
 //! unbounded subscriber's queue, taken in one go), the cursor of the log of
 //! the subscriber's only channel (see `log.rs`), and the `received` count.
 //! A receive that finds an item in the batch, or in the log with nothing
-//! queued before it, takes one atomic operation and never touches the lock
+//! queued before it, takes one atomic operation and never touches the mutex
 //! publishers and waiting threads use.
 
 use std::collections::VecDeque;
@@ -29,13 +26,12 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use smallvec::SmallVec;
 
 use crate::held::Held;
 use crate::log::{Cursor, Entry, Wake};
 use crate::spare::{Spare, ROOM};
-use crate::spin_lock::{SpinGuard, SpinLock};
 use crate::stats::SubscriberStats;
 use crate::{Message, Name};
 
@@ -221,9 +217,6 @@ struct Inner<P> {
     /// Registered with the sleepers of the log this subscriber reads (until
     /// the next append wakes it).
     log_sleeper: bool,
-    /// Whether subscribe/unsubscribe confirmations are queued (fixed when
-    /// the subscriber is built; kept here, where it costs no room).
-    confirmations: bool,
 }
 
 /// Async receivers waiting, by the id their future registered with.
@@ -332,15 +325,9 @@ impl<P: Clone> Taken<P> {
 /// `Mailbox::inner`, then this, then a log's sleepers mutex.
 type ReaderLock<P> = spin::mutex::SpinMutex<Taken<P>>;
 
-/// The mailbox lock (see `spin_lock.rs`). Nobody waits while holding it:
-/// blocked receivers and publishers sleep on a condition variable under
-/// `Mailbox::sleepers` instead (see [`Mailbox::sleep`]).
-type InnerLock<P> = SpinLock<Inner<P>>;
-type InnerGuard<'a, P> = SpinGuard<'a, Inner<P>>;
-
 /// One subscriber's stream and everything about it (see the module docs).
 pub(crate) struct Mailbox<P> {
-    inner: InnerLock<P>,
+    inner: Mutex<Inner<P>>,
     /// Whether `inner.items` holds anything, written under the mailbox
     /// lock: a receiver that sees false may read the log without that
     /// lock. (Anything queued while the subscriber reads a log
@@ -362,11 +349,9 @@ pub(crate) struct Mailbox<P> {
     spare_shard: u8,
     /// Receivers blocked in `recv` wait here.
     readable: Condvar,
-    /// The mutex of `readable` and of the bound's `writable`: a waiter takes
-    /// it before it lets go of the mailbox lock, and every notification is
-    /// made holding it, so none passes a waiter that is about to sleep.
-    sleepers: Mutex<()>,
     bound: Option<Box<Bound<P>>>,
+    /// Whether subscribe/unsubscribe confirmations are queued.
+    confirmations: bool,
     /// The subscriber's names. Locked for a whole (un)subscribe call, and by
     /// an overflow eviction (which runs on a publisher's thread) or a drop
     /// while it removes them; always before any registry lock.
@@ -382,7 +367,7 @@ pub(crate) struct Mailbox<P> {
 
 impl<P> fmt::Debug for Mailbox<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = self.lock_inner();
+        let inner = self.inner.lock();
         f.debug_struct("Mailbox")
             .field("queued", &inner.items.len())
             .field("state", &inner.state)
@@ -401,7 +386,7 @@ impl<P> Mailbox<P> {
         spare: (Arc<Spare<Message<P>>>, u8),
     ) -> Self {
         Mailbox {
-            inner: InnerLock::new(Inner {
+            inner: Mutex::new(Inner {
                 items: VecDeque::new(),
                 deliveries: 0,
                 bytes: 0,
@@ -413,7 +398,6 @@ impl<P> Mailbox<P> {
                 send_waiters: 0,
                 tasks: None,
                 log_sleeper: false,
-                confirmations,
             }),
             queued: AtomicBool::new(false),
             reader: ReaderLock::new(Taken {
@@ -425,8 +409,8 @@ impl<P> Mailbox<P> {
             spare: spare.0,
             spare_shard: spare.1,
             readable: Condvar::new(),
-            sleepers: Mutex::new(()),
             bound: bound.map(Box::new),
+            confirmations,
             held: Mutex::new(Held::default()),
             doorbell: std::sync::OnceLock::new(),
             no_log: AtomicBool::new(false),
@@ -446,7 +430,7 @@ impl<P> Mailbox<P> {
         // Under the mailbox lock, as `join_log` checks it: a join either
         // comes first (and the caller then leaves the log again) or is
         // refused.
-        let _inner = self.lock_inner();
+        let _inner = self.inner.lock();
         self.no_log.store(true, Ordering::Release);
     }
 
@@ -461,7 +445,7 @@ impl<P> Mailbox<P> {
         channel: Name,
         shard: bool,
     ) -> bool {
-        let inner = self.lock_inner();
+        let inner = self.inner.lock();
         if self.no_log.load(Ordering::Acquire) {
             return false;
         }
@@ -473,7 +457,7 @@ impl<P> Mailbox<P> {
         // Receivers already waiting are registered with this mailbox only,
         // and appends wake the log's sleepers only: wake them all, so that
         // they look again and register with the log before they wait.
-        self.notify_readers(true);
+        self.readable.notify_all();
         self.wake_and_unlock(inner);
         true
     }
@@ -545,7 +529,7 @@ impl<P> Mailbox<P> {
         stamp: u64,
         patience: Patience,
     ) -> Result<Offered, Refused> {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         let mut offered = Offered {
             counted: group.len() as u64,
             ..Offered::default()
@@ -591,8 +575,15 @@ impl<P> Mailbox<P> {
                 };
                 if !deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     inner.send_waiters += 1;
-                    let (relocked, timed_out) = self.sleep(inner, &bound.writable, deadline);
-                    inner = relocked;
+                    let timed_out = match deadline {
+                        None => {
+                            bound.writable.wait(&mut inner);
+                            false
+                        }
+                        Some(deadline) => {
+                            bound.writable.wait_until(&mut inner, deadline).timed_out()
+                        }
+                    };
                     inner.send_waiters -= 1;
                     if !timed_out {
                         // Room, a state change or a spurious wake-up: look
@@ -653,7 +644,7 @@ impl<P> Mailbox<P> {
         if self.bound.is_some() {
             return Single::Declined;
         }
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         match inner.state {
             State::Evicted | State::BrokerGone | State::Dropped => {
                 return Single::Gone;
@@ -772,11 +763,11 @@ impl<P> Mailbox<P> {
     /// pattern (un)subscription, is the pattern-table version that holds
     /// the change.
     pub(crate) fn confirm(&self, message: Message<P>, stamp: Option<u64>) {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         if let Some(stamp) = stamp {
             self.restamp(&mut inner, stamp);
         }
-        if !inner.confirmations {
+        if !self.confirmations {
             return;
         }
         self.room(&mut inner);
@@ -790,7 +781,7 @@ impl<P> Mailbox<P> {
     /// in `dropped`, which is this subscriber's own overflow policy's.
     #[cfg(feature = "redis")]
     pub(crate) fn report_lagged(&self, missed: u64) {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         if missed == 0 || matches!(inner.state, State::Dropped | State::BrokerGone) {
             return;
         }
@@ -820,7 +811,7 @@ impl<P> Mailbox<P> {
         retained: Vec<Message<P>>,
         pattern: Option<(&Name, u64)>,
     ) -> Offered {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         self.room(&mut inner);
         if let Some((pattern, stamp)) = pattern {
             self.restamp(&mut inner, stamp);
@@ -828,7 +819,7 @@ impl<P> Mailbox<P> {
             history.retain(|(held, _)| held != pattern);
             history.push((pattern.clone(), stamp));
         }
-        if inner.confirmations {
+        if self.confirmations {
             inner.items.push_back(confirmation);
         }
         let mut offered = Offered::default();
@@ -860,7 +851,7 @@ impl<P> Mailbox<P> {
     /// Whether `pattern` was joined with history at a table version later
     /// than `version`.
     pub(crate) fn joined_with_history_after(&self, pattern: &Name, version: u64) -> bool {
-        let inner = self.lock_inner();
+        let inner = self.inner.lock();
         inner.history.as_ref().is_some_and(|history| {
             history
                 .iter()
@@ -870,7 +861,7 @@ impl<P> Mailbox<P> {
 
     /// Forgets that `pattern` was joined with history (it was released).
     pub(crate) fn forget_history(&self, pattern: &[u8]) {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         if let Some(history) = &mut inner.history {
             history.retain(|(held, _)| held.as_bytes() != pattern);
             if history.is_empty() {
@@ -882,7 +873,7 @@ impl<P> Mailbox<P> {
     /// Records a pattern (un)subscription made without a confirmation (a
     /// drop or an eviction), so that stale publishers recompute.
     pub(crate) fn stamp(&self, stamp: u64) {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         self.restamp(&mut inner, stamp);
     }
 
@@ -902,86 +893,34 @@ impl<P> Mailbox<P> {
     /// any).
     fn notify_writers(&self) {
         if let Some(bound) = &self.bound {
-            let _asleep = self.sleepers.lock();
             bound.writable.notify_all();
         }
     }
 
-    /// Wakes one receiver blocked in `recv` (it passes the wake-up on if
-    /// more is left), or all of them.
-    fn notify_readers(&self, all: bool) {
-        let _asleep = self.sleepers.lock();
-        if all {
-            self.readable.notify_all();
-        } else {
-            self.readable.notify_one();
-        }
-    }
-
-    /// Sleeps on `condvar` until notified (or until `deadline`), with the
-    /// mailbox unlocked meanwhile; returns it locked again, and whether the
-    /// deadline passed. Call with the waiter counted in `inner`, so that
-    /// whoever changes what it waits for notifies.
-    fn sleep<'a>(
-        &'a self,
-        inner: InnerGuard<'a, P>,
-        condvar: &Condvar,
-        deadline: Option<Instant>,
-    ) -> (InnerGuard<'a, P>, bool) {
-        // Taken before the mailbox is let go: a notifier, who holds the
-        // mailbox lock and then takes this, comes after the wait began.
-        let mut asleep = self.sleepers.lock();
-        drop(inner);
-        let timed_out = match deadline {
-            None => {
-                condvar.wait(&mut asleep);
-                false
-            }
-            Some(deadline) => condvar.wait_until(&mut asleep, deadline).timed_out(),
-        };
-        // Never held while taking the mailbox lock (notifiers take them
-        // the other way round).
-        drop(asleep);
-        (self.lock_inner(), timed_out)
-    }
-
-    /// Takes the mailbox lock.
-    #[inline]
-    fn lock_inner(&self) -> InnerGuard<'_, P> {
-        self.inner.lock()
-    }
-
     /// The eviction is complete: nothing more will arrive.
     pub(crate) fn evicted(&self) {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         inner.state = State::Evicted;
         self.notify_writers();
-        self.notify_readers(true);
+        self.readable.notify_all();
         self.wake_and_unlock(inner);
     }
 
-    /// Releases the mailbox lock, then wakes whoever waits to receive: one
-    /// blocked thread (it passes the wake-up on if more is left), every
-    /// async task, the readiness handle. Who is woken is decided under the
-    /// lock; the wake-ups are made after it, so a woken receiver does not
-    /// find the lock still held by the system call that woke it. (A waiter
-    /// counted under the lock holds `sleepers` until it sleeps, so the
-    /// notification cannot pass it.)
+    /// [`wake_receivers`](Mailbox::wake_receivers), then releases the
+    /// mailbox lock and wakes the async tasks (never under the lock).
     #[inline]
-    fn wake_and_unlock(&self, mut inner: InnerGuard<'_, P>) {
-        let reader = inner.recv_waiters > 0;
+    fn wake_and_unlock(&self, mut inner: MutexGuard<'_, Inner<P>>) {
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
-        if reader {
-            self.notify_readers(false);
-        }
         wakers.into_iter().for_each(Waker::wake);
     }
 
-    /// Rings the readiness handle and takes the async tasks' wakers to call
-    /// once the lock is released (blocked threads are the caller's to
-    /// notify).
+    /// Wakes whoever waits to receive: one blocked thread (it passes the
+    /// wake-up on if more is left), every async task, the readiness handle.
     fn wake_receivers(&self, inner: &mut Inner<P>) -> Wakers {
+        if inner.recv_waiters > 0 {
+            self.readable.notify_one();
+        }
         if let Some(doorbell) = self.doorbell.get() {
             let _ = doorbell.0.try_send(());
         }
@@ -1005,7 +944,7 @@ impl<P> Mailbox<P> {
     }
 
     fn close(&self, state: State) {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         if inner.state == State::Open || state == State::Dropped {
             inner.state = state;
         }
@@ -1021,7 +960,7 @@ impl<P> Mailbox<P> {
             self.sync_queued(&inner);
             (items, self.lock_reader().batch.take())
         });
-        self.notify_readers(true);
+        self.readable.notify_all();
         self.notify_writers();
         let wakers = self.wake_receivers(&mut inner);
         drop(inner);
@@ -1031,7 +970,7 @@ impl<P> Mailbox<P> {
 
     /// Whether this subscriber was evicted for overflow.
     pub(crate) fn overflowed(&self) -> bool {
-        matches!(self.lock_inner().state, State::Overflowed | State::Evicted)
+        matches!(self.inner.lock().state, State::Overflowed | State::Evicted)
     }
 }
 
@@ -1039,7 +978,7 @@ impl<P> Mailbox<P> {
     /// Stops reading a channel log, dropping what was not read (the
     /// subscriber is going away).
     pub(crate) fn drop_log(&self) {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         self.lock_reader().log = None;
         inner.log_sleeper = false;
     }
@@ -1061,7 +1000,7 @@ impl<P> Mailbox<P> {
     /// Removes an async registration (its future was dropped).
     pub(crate) fn cancel(&self, slot: &mut Option<u64>) {
         if let Some(id) = slot.take() {
-            self.lock_inner().unregister(id);
+            self.inner.lock().unregister(id);
         }
     }
 }
@@ -1069,7 +1008,7 @@ impl<P> Mailbox<P> {
 impl<P> Wake for Mailbox<P> {
     /// A log this subscriber reads grew.
     fn wake(&self) {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         inner.log_sleeper = false;
         self.wake_and_unlock(inner);
     }
@@ -1079,7 +1018,7 @@ impl<P: Clone> Mailbox<P> {
     /// Stops reading a channel log: what the log holds beyond the cursor is
     /// queued here, in order. Called under the channel's stripe lock.
     pub(crate) fn leave_log(&self) {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         let Some(mut reader) = self.lock_reader().log.take() else {
             return;
         };
@@ -1164,7 +1103,7 @@ impl<P: Clone> Mailbox<P> {
         wait: bool,
         deadline: Option<Instant>,
     ) -> Result<Message<P>, Empty> {
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         loop {
             if let Some(message) = self.pop(&mut inner) {
                 self.hand_over(&mut inner);
@@ -1180,8 +1119,13 @@ impl<P: Clone> Mailbox<P> {
             }
             self.release_room(&mut inner);
             inner.recv_waiters += 1;
-            let (relocked, timed_out) = self.sleep(inner, &self.readable, deadline);
-            inner = relocked;
+            let timed_out = match deadline {
+                None => {
+                    self.readable.wait(&mut inner);
+                    false
+                }
+                Some(deadline) => self.readable.wait_until(&mut inner, deadline).timed_out(),
+            };
             inner.recv_waiters -= 1;
             if timed_out {
                 let taken = self.pop(&mut inner);
@@ -1198,9 +1142,9 @@ impl<P: Clone> Mailbox<P> {
     /// share one registration with the log, and an append wakes one of
     /// them): wakes one if something is waiting, and makes sure the log
     /// this subscriber reads will wake them when it grows.
-    fn hand_over(self: &Arc<Self>, inner: &mut InnerGuard<'_, P>) {
+    fn hand_over(self: &Arc<Self>, inner: &mut MutexGuard<'_, Inner<P>>) {
         if inner.recv_waiters > 0 && (self.waiting(inner) > 0 || self.sleep_on_log(inner)) {
-            self.notify_readers(false);
+            self.readable.notify_one();
         }
     }
 
@@ -1218,7 +1162,7 @@ impl<P: Clone> Mailbox<P> {
         }
         let first = self.take(wait, deadline, |empty| empty)?;
         out.push(first);
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         let mut taken = 1;
         while taken < limit {
             match self.pop(&mut inner) {
@@ -1240,11 +1184,11 @@ impl<P: Clone> Mailbox<P> {
     ) -> Poll<Result<Message<P>, Empty>> {
         if let Some(message) = self.take_fast() {
             if let Some(id) = slot.take() {
-                self.lock_inner().unregister(id);
+                self.inner.lock().unregister(id);
             }
             return Poll::Ready(Ok(message));
         }
-        let mut inner = self.lock_inner();
+        let mut inner = self.inner.lock();
         if let Some(message) = self.pop(&mut inner) {
             if let Some(id) = slot.take() {
                 inner.unregister(id);
@@ -1307,7 +1251,7 @@ impl<P: Clone> Mailbox<P> {
         taken.next(!self.queued.load(Ordering::Acquire))
     }
 
-    fn pop(&self, inner: &mut InnerGuard<'_, P>) -> Option<Message<P>> {
+    fn pop(&self, inner: &mut MutexGuard<'_, Inner<P>>) -> Option<Message<P>> {
         let mut taken = self.lock_reader();
         if let Some(message) = taken.next(false) {
             return Some(message);
@@ -1365,7 +1309,7 @@ impl<P: Clone> Mailbox<P> {
 
     /// Items waiting: deliveries, confirmations and lag reports.
     pub(crate) fn len(&self) -> usize {
-        let inner = self.lock_inner();
+        let inner = self.inner.lock();
         self.waiting(&inner)
     }
 
@@ -1384,7 +1328,7 @@ impl<P: Clone> Mailbox<P> {
     }
 
     pub(crate) fn stats(&self) -> SubscriberStats {
-        let inner = self.lock_inner();
+        let inner = self.inner.lock();
         // One look at the receivers' side: a receive in between would count
         // an item both as queued and as received.
         let taken = self.lock_reader();
@@ -1403,7 +1347,7 @@ impl<P: Clone> Mailbox<P> {
             .get_or_init(|| Box::new(crossbeam_channel::bounded(1)));
         // Publishers ring it from now on; ring it for what came before (a
         // spare token only costs the waiter one empty `try_recv`).
-        let inner = self.lock_inner();
+        let inner = self.inner.lock();
         if self.waiting(&inner) > 0 || inner.state != State::Open {
             let _ = ring.try_send(());
         }

@@ -1,16 +1,22 @@
-//! `SpinLock`: the lock of a stripe and of a mailbox. One atomic operation
-//! to take it and a plain store to release it (a parking mutex's release is
-//! a second atomic operation, about 5 ns of a one-subscriber publish), and
-//! no thread starved of it.
+//! `SpinLock`: the lock of a stripe. One atomic operation to take it and a
+//! plain store to release it (a parking mutex's release is a second atomic
+//! operation, about 5 ns of a one-subscriber publish), and no thread starved
+//! of it.
 //!
-//! These locks are held only for bounded work, never while waiting, so a
-//! thread that finds one taken spins, then yields, until it is free. A plain
-//! spin lock is unfair, though: a thread that releases it and takes it again
-//! at once (a loop over `Subscriber::len`, say) keeps the lock's cache line
-//! and wins nearly every time, and a receiver could wait for seconds. So a
-//! thread that has spun and yielded for a while without getting the lock
+//! A stripe is held only for bounded work, never while waiting, so a thread
+//! that finds it taken spins, then yields, until it is free. A plain spin
+//! lock is unfair, though: a thread that releases it and takes it again at
+//! once (a loop over `Broker::stats`, say) keeps the lock's cache line and
+//! wins nearly every time; when mailboxes had such a lock too, a loop over
+//! `Subscriber::len` kept that subscriber's receiver waiting for seconds. So
+//! a thread that has spun and yielded for a while without getting the lock
 //! says so (`starving`), and from then on nobody else takes the lock
 //! without first letting the starving threads have it.
+//!
+//! A mailbox keeps a parking mutex: its publisher and its receiver take it
+//! from two threads, and there the spin lock made a one-subscriber stream
+//! between two threads about 20% slower (in a throwaway driver of the
+//! `one_to_one` loop), for 7% less in one thread.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
