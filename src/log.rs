@@ -153,16 +153,32 @@ pub(crate) struct Cursor<P, W> {
 }
 
 impl<P, W> Cursor<P, W> {
-    /// The next entry, if one was appended.
-    #[inline]
+    /// The next entry, if one was appended, moving past it (the tests'
+    /// shorthand for [`peek`](Cursor::peek) then [`advance`](Cursor::advance)).
+    #[cfg(test)]
     pub(crate) fn next(&mut self) -> Option<&Entry<P>> {
+        self.peek()?;
+        self.advance();
+        self.segment.slots[self.at - 1].get()
+    }
+
+    /// The next entry, without moving past it (see
+    /// [`advance`](Cursor::advance)).
+    #[inline]
+    pub(crate) fn peek(&mut self) -> Option<&Entry<P>> {
         if self.at == SEGMENT && !self.step() {
             return None;
         }
-        let entry = self.segment.slots[self.at].get()?;
+        self.segment.slots[self.at].get()
+    }
+
+    /// Moves past the entry [`peek`](Cursor::peek) returned; call only
+    /// after it returned one.
+    #[inline]
+    pub(crate) fn advance(&mut self) {
+        debug_assert!(self.at < SEGMENT && self.segment.slots[self.at].is_written());
         self.at += 1;
         self.position += 1;
-        Some(entry)
     }
 
     /// Moves onto the next segment, once it exists; returns whether it did.

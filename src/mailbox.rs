@@ -248,13 +248,17 @@ impl<P: Clone> LogReader<P> {
     /// `received` when it is a delivery.
     #[inline]
     fn next(&mut self, received: &mut u64) -> Option<Message<P>> {
-        Some(match self.cursor.next()? {
+        // The payload is cloned before the cursor moves past it: a clone
+        // that panics leaves the entry unread and uncounted.
+        let message = match self.cursor.peek()? {
             Entry::Payload(payload) => {
-                *received += 1;
                 LogReader::message(&self.channel, self.shard, payload.clone())
             }
             Entry::Lost(missed) => Message::Lagged { missed: *missed },
-        })
+        };
+        self.cursor.advance();
+        *received += u64::from(message.is_delivery());
+        Some(message)
     }
 
     /// A payload of this log as the item the subscriber receives.
@@ -1077,13 +1081,18 @@ impl<P: Clone> Mailbox<P> {
                         channel,
                         shard,
                     } = &mut **reader;
-                    match cursor.next() {
+                    // As `LogReader::next`: cloned before the cursor moves.
+                    match cursor.peek() {
                         Some(Entry::Payload(payload)) => {
+                            let message = LogReader::message(channel, *shard, payload.clone());
+                            cursor.advance();
                             *received += 1;
-                            return Ok(LogReader::message(channel, *shard, payload.clone()));
+                            return Ok(message);
                         }
                         Some(Entry::Lost(missed)) => {
-                            return Ok(Message::Lagged { missed: *missed })
+                            let missed = *missed;
+                            cursor.advance();
+                            return Ok(Message::Lagged { missed });
                         }
                         None => {}
                     }

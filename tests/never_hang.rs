@@ -568,3 +568,42 @@ fn a_panicking_clone_leaves_no_half_state() {
         assert!(sub.try_iter().any(|m| m.payload() == Some(&Fragile(2))));
     }
 }
+
+/// A payload whose clone panics while `BRITTLE` is set (its own switch, so
+/// that no other test's clones are affected).
+#[derive(Debug, PartialEq, Eq)]
+struct Brittle(u32);
+
+static BRITTLE: AtomicBool = AtomicBool::new(false);
+
+impl Clone for Brittle {
+    fn clone(&self) -> Self {
+        assert!(!BRITTLE.load(Ordering::SeqCst), "this clone panics");
+        Brittle(self.0)
+    }
+}
+
+#[test]
+fn a_log_readers_panicking_clone_loses_and_miscounts_nothing() {
+    let broker: Broker<Brittle> = Broker::default();
+    // Two plain subscribers of one channel read its log: each receive
+    // clones the payload from the shared entry.
+    let (a, b) = (broker.subscriber(), broker.subscriber());
+    for sub in [&a, &b] {
+        sub.subscribe(["c"]).unwrap();
+        assert!(!sub.try_recv().unwrap().is_delivery(), "a confirmation");
+    }
+    assert_eq!(broker.publish("c", Brittle(1)), 2);
+    assert_eq!(broker.publish("c", Brittle(2)), 2);
+    BRITTLE.store(true, Ordering::SeqCst);
+    let panicked = catch_unwind(AssertUnwindSafe(|| a.try_recv())).is_err();
+    BRITTLE.store(false, Ordering::SeqCst);
+    assert!(panicked, "the clone panicked through try_recv");
+    // The entry whose clone failed is still there, and was not counted.
+    assert_eq!(a.stats().received, 0);
+    let payloads: Vec<u32> = a.try_iter().map(|m| m.payload().unwrap().0).collect();
+    assert_eq!(payloads, [1, 2]);
+    assert_eq!(a.stats().received, 2);
+    let payloads: Vec<u32> = b.try_iter().map(|m| m.payload().unwrap().0).collect();
+    assert_eq!(payloads, [1, 2]);
+}
