@@ -1075,27 +1075,8 @@ impl<P: Clone> Mailbox<P> {
                 }
             }
             if !self.queued.load(Ordering::Acquire) {
-                if let Some(reader) = log {
-                    let LogReader {
-                        cursor,
-                        channel,
-                        shard,
-                    } = &mut **reader;
-                    // As `LogReader::next`: cloned before the cursor moves.
-                    match cursor.peek() {
-                        Some(Entry::Payload(payload)) => {
-                            let message = LogReader::message(channel, *shard, payload.clone());
-                            cursor.advance();
-                            *received += 1;
-                            return Ok(message);
-                        }
-                        Some(Entry::Lost(missed)) => {
-                            let missed = *missed;
-                            cursor.advance();
-                            return Ok(Message::Lagged { missed });
-                        }
-                        None => {}
-                    }
+                if let Some(message) = log.as_mut().and_then(|reader| reader.next(received)) {
+                    return Ok(message);
                 }
             }
         }
