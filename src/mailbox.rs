@@ -204,16 +204,12 @@ struct Inner<P> {
     /// The pattern-table version of this subscriber's latest pattern
     /// (un)subscription; a publisher that read an older table is stale here.
     stamp: u64,
-    /// Patterns held that were joined with history (retained messages),
-    /// with the table version of the join.
-    #[allow(clippy::box_collection)] // one pointer where a `Vec` is three
-    history: Option<Box<Vec<(Name, u64)>>>,
     dropped: u64,
     recv_waiters: u32,
     send_waiters: u32,
-    /// Async receivers waiting (made on the first registration: a
-    /// subscriber never polled pays a pointer).
-    tasks: Option<Box<Tasks>>,
+    /// What few subscribers need, made on first use (the others pay a
+    /// pointer).
+    rare: Option<Box<Rare>>,
     /// Registered with the sleepers of the log this subscriber reads (until
     /// the next append wakes it).
     log_sleeper: bool,
@@ -222,18 +218,31 @@ struct Inner<P> {
     ring: bool,
 }
 
+/// The parts of a mailbox's state that few subscribers use.
+#[derive(Default)]
+struct Rare {
+    /// Patterns held that were joined with history (retained messages),
+    /// with the table version of the join.
+    history: Vec<(Name, u64)>,
+    /// Async receivers waiting.
+    tasks: Tasks,
+}
+
 /// Async receivers waiting, by the id their future registered with.
 #[derive(Default)]
 struct Tasks {
     waiting: Vec<(u64, Waker)>,
+    /// The last id handed out. Ids are never reused (a future keeps its id
+    /// across polls, registered or not), so [`Rare`] stays once an async
+    /// receiver has registered.
     next: u64,
 }
 
 impl<P> Inner<P> {
     /// Removes the async registration `id`.
     fn unregister(&mut self, id: u64) {
-        if let Some(tasks) = &mut self.tasks {
-            tasks.waiting.retain(|(waiting, _)| *waiting != id);
+        if let Some(rare) = &mut self.rare {
+            rare.tasks.waiting.retain(|(waiting, _)| *waiting != id);
         }
     }
 }
@@ -419,11 +428,10 @@ impl<P> Mailbox<P> {
                 bytes: 0,
                 state: State::Open,
                 stamp: 0,
-                history: None,
                 dropped: 0,
                 recv_waiters: 0,
                 send_waiters: 0,
-                tasks: None,
+                rare: None,
                 log_sleeper: false,
                 ring: false,
             }),
@@ -843,7 +851,7 @@ impl<P> Mailbox<P> {
         self.room(&mut inner);
         if let Some((pattern, stamp)) = pattern {
             self.restamp(&mut inner, stamp);
-            let history = inner.history.get_or_insert_with(Box::default);
+            let history = &mut inner.rare.get_or_insert_with(Box::default).history;
             history.retain(|(held, _)| held != pattern);
             history.push((pattern.clone(), stamp));
         }
@@ -880,8 +888,8 @@ impl<P> Mailbox<P> {
     /// than `version`.
     pub(crate) fn joined_with_history_after(&self, pattern: &Name, version: u64) -> bool {
         let inner = self.inner.lock();
-        inner.history.as_ref().is_some_and(|history| {
-            history
+        inner.rare.as_ref().is_some_and(|rare| {
+            rare.history
                 .iter()
                 .any(|(held, at)| held == pattern && *at > version)
         })
@@ -890,10 +898,10 @@ impl<P> Mailbox<P> {
     /// Forgets that `pattern` was joined with history (it was released).
     pub(crate) fn forget_history(&self, pattern: &[u8]) {
         let mut inner = self.inner.lock();
-        if let Some(history) = &mut inner.history {
-            history.retain(|(held, _)| held.as_bytes() != pattern);
-            if history.is_empty() {
-                inner.history = None;
+        if let Some(rare) = &mut inner.rare {
+            rare.history.retain(|(held, _)| held.as_bytes() != pattern);
+            if rare.history.is_empty() && rare.tasks.next == 0 {
+                inner.rare = None;
             }
         }
     }
@@ -954,10 +962,13 @@ impl<P> Mailbox<P> {
                 let _ = doorbell.0.try_send(());
             }
         }
-        match &mut inner.tasks {
-            Some(tasks) if !tasks.waiting.is_empty() => {
-                tasks.waiting.drain(..).map(|(_, waker)| waker).collect()
-            }
+        match &mut inner.rare {
+            Some(rare) if !rare.tasks.waiting.is_empty() => rare
+                .tasks
+                .waiting
+                .drain(..)
+                .map(|(_, waker)| waker)
+                .collect(),
             _ => Wakers::new(),
         }
     }
@@ -1218,7 +1229,7 @@ impl<P: Clone> Mailbox<P> {
             return Poll::Ready(Err(end));
         }
         self.release_room(&mut inner);
-        let tasks = inner.tasks.get_or_insert_with(Box::default);
+        let tasks = &mut inner.rare.get_or_insert_with(Box::default).tasks;
         let id = *slot.get_or_insert_with(|| {
             tasks.next += 1;
             tasks.next
@@ -1413,6 +1424,6 @@ mod tests {
         // The memory target: at most 256 B per idle subscriber, handle
         // included (the memory test measures it; this keeps the layout's
         // padding from growing it unnoticed).
-        assert!(size_of::<Probe>() <= 208, "{} B", size_of::<Probe>());
+        assert!(size_of::<Probe>() <= 200, "{} B", size_of::<Probe>());
     }
 }
