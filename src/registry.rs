@@ -1157,9 +1157,10 @@ impl<P: Clone> Registry<P> {
         self.publish_locked(stripe, shard, space, channel, payload, tapped)
     }
 
-    /// The most common publish, in as few steps as it takes: no pattern,
-    /// nothing retained, and the channel has one subscriber, queue-fed,
-    /// that cannot make a publisher wait. Hands the payload back when the
+    /// The most common publishes, in as few steps as they take: no
+    /// pattern, nothing retained, and the channel has one subscriber,
+    /// queue-fed, that cannot make a publisher wait, or only subscribers
+    /// that read its log. Hands the payload back when the
     /// publish is not that one (or the subscriber's mailbox declines the
     /// in-place delivery), for the general path, with nothing done.
     #[inline]
@@ -1187,15 +1188,18 @@ impl<P: Clone> Registry<P> {
             if shard.memo.is_some() {
                 return Err(take()); // the general path lets the memo go
             }
-            // Inline: no log, no blocking subscriber, one member.
-            let Some((
-                name,
-                Subscribers {
-                    list: Members::One(mailbox),
-                },
-            )) = exact
-            else {
-                return Err(take());
+            let (name, mailbox) = match exact {
+                // Inline: no log, no blocking subscriber, one member.
+                Some((
+                    name,
+                    Subscribers {
+                        list: Members::One(mailbox),
+                    },
+                )) => (name, mailbox),
+                Some((_, subs)) if subs.list.is_empty() && subs.readers() > 0 => {
+                    return Ok(Self::append_only(shard, space, channel, take()));
+                }
+                _ => return Err(take()),
             };
             let version = match space {
                 Space::Channel => version,
@@ -1236,6 +1240,22 @@ impl<P: Clone> Registry<P> {
         stats.published += 1;
         stats.queued += count;
         Ok(count as usize)
+    }
+
+    /// A publish to a channel whose subscribers all read its log: one
+    /// append, whatever their number (out of line, so that the one
+    /// subscriber's path stays short).
+    #[inline(never)]
+    fn append_only(shard: &mut Shard<P>, space: Space, channel: &[u8], payload: P) -> usize {
+        let log = shard
+            .log_mut(space, channel)
+            .expect("just found with readers, under the same lock");
+        let readers = log.readers;
+        log.log.append(Entry::Payload(payload));
+        let stats = &mut shard.stats;
+        stats.published += 1;
+        stats.queued += readers as u64;
+        readers
     }
 
     /// Every publish but [`publish_to_one`](Registry::publish_to_one)'s,
