@@ -1243,8 +1243,9 @@ impl<P: Clone> Registry<P> {
     }
 
     /// A publish to a channel whose subscribers all read its log: one
-    /// append, whatever their number (out of line, so that the one
-    /// subscriber's path stays short).
+    /// append, whatever their number, counted in the stripe's stats (out
+    /// of line, so that the one subscriber's path stays short). Both
+    /// publish paths take it.
     #[inline(never)]
     fn append_only(shard: &mut Shard<P>, space: Space, channel: &[u8], payload: P) -> usize {
         let log = shard
@@ -1319,15 +1320,9 @@ impl<P: Clone> Registry<P> {
             // The fan-out fast path: a channel whose subscribers all read
             // its log costs one append, whatever their number.
             shard.memo = memo;
-            let log = shard
-                .log_mut(space, channel)
-                .expect("just found with readers, under the same lock");
-            let readers = log.readers;
-            log.log.append(Entry::Payload(payload));
-            tally.counted = readers as u64;
-            tally.queued = readers as u64;
-            tally.record(&mut shard);
-            return readers;
+            // `append_only` counts the publish in the stripe's stats.
+            tally.recorded = true;
+            return Self::append_only(&mut shard, space, channel, payload);
         }
         let retained_here = keep > 0 && space == Space::Channel;
         let memoized = space == Space::Channel

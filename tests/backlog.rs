@@ -131,13 +131,11 @@ fn a_dropped_subscriber_with_a_long_backlog_releases_every_payload() {
     let broker = Broker::new();
     let sub = broker.subscriber_builder().confirmations(false).build();
     sub.subscribe(["kept"]).unwrap();
-    let shared = Bytes::from_static(b"static").slice(..); // no count to watch
     let counted = Bytes::from(vec![7u8; 16]);
     for _ in 0..LONG {
         broker.publish("kept", counted.clone());
     }
-    broker.publish("kept", shared);
-    assert_eq!(sub.len(), LONG + 1);
+    assert_eq!(sub.len(), LONG);
     drop(sub);
     // Every clone went with the subscriber: the original is unique again.
     assert!(counted.is_unique(), "the backlog's payloads were released");
