@@ -332,6 +332,11 @@ impl<P: Clone> Taken<P> {
     }
 }
 
+/// How many times a receiver about to sleep yields its thread, looking
+/// for an item after each yield, before it takes the mailbox lock to sleep
+/// (see [`Mailbox::look_before_sleeping`]).
+const LOOKS: usize = 16;
+
 /// The receivers' own lock. Receivers take it without the mailbox lock
 /// (the receive fast path). It is held while taking one item (including the
 /// payload's clone, and freeing a segment of the log that was passed), while
@@ -1132,6 +1137,9 @@ impl<P: Clone> Mailbox<P> {
         wait: bool,
         deadline: Option<Instant>,
     ) -> Result<Message<P>, Empty> {
+        if wait {
+            self.look_before_sleeping(deadline);
+        }
         let mut inner = self.inner.lock();
         loop {
             if let Some(message) = self.pop(&mut inner) {
@@ -1163,6 +1171,39 @@ impl<P: Clone> Mailbox<P> {
                     Self::ended(&inner)?;
                     Err(empty)
                 });
+            }
+        }
+    }
+
+    /// Before a receiver that found nothing goes to sleep: yields its thread
+    /// up to [`LOOKS`] times, until an item may be waiting (a look at two
+    /// flags, without the mailbox lock) or `deadline` passes.
+    ///
+    /// A receiver keeping up with a stream otherwise finds its queue empty
+    /// between two publishes and sleeps; the next publish pays a system
+    /// call to wake it, and the receiver's wake-up takes longer than the
+    /// next few publishes, so it wakes to a handful of items and sleeps
+    /// again. Looking again at once instead (spinning) is worse: the
+    /// receiver then takes the items one at a time, under the lock the
+    /// publisher needs for each. A yield lets items gather (and lets the
+    /// publisher run, where the two threads share a processor), and the
+    /// receiver then takes them in one go. Measured on one subscriber fed
+    /// from another thread (the `one_to_one` bench, against a bare
+    /// crossbeam channel, interleaved runs): 1.08–1.25x sleeping at once,
+    /// 4.0–4.7x with 2 looks, 1.00–1.06x with 8, 16 or 32.
+    fn look_before_sleeping(&self, deadline: Option<Instant>) {
+        for _ in 0..LOOKS {
+            std::thread::yield_now();
+            if self.queued.load(Ordering::Acquire)
+                || self.reader.try_lock().is_some_and(|taken| {
+                    taken
+                        .log
+                        .as_ref()
+                        .is_some_and(|reader| reader.cursor.has_next())
+                })
+                || deadline.is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                return;
             }
         }
     }
