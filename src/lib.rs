@@ -620,6 +620,7 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod batch;
 #[cfg(feature = "redis")]
 mod bridge;
 mod broker;

@@ -12,7 +12,8 @@
 //! under that, a channel log's sleepers mutex may be taken.
 //!
 //! The receivers' side (`Taken`) sits behind that spin lock: the batch (an
-//! unbounded subscriber's queue, taken in one go), the cursor of the log of
+//! unbounded subscriber's queue, taken in one go or moved over a chunk at a
+//! time when it fills; see `batch.rs`), the cursor of the log of
 //! the subscriber's only channel (see `log.rs`), and the `received` count.
 //! A receive that finds an item in the batch, or in the log with nothing
 //! queued before it, takes one atomic operation and never touches the mutex
@@ -29,6 +30,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use smallvec::SmallVec;
 
+use crate::batch::{Batch, CHUNK};
 use crate::held::Held;
 use crate::log::{Cursor, Entry, Wake};
 use crate::spare::{Spare, ROOM};
@@ -196,7 +198,8 @@ pub(crate) type Group<P> = SmallVec<[Message<P>; 2]>;
 
 struct Inner<P> {
     items: VecDeque<Message<P>>,
-    /// Deliveries in `items` (what `capacity` bounds).
+    /// Deliveries in `items` (what `capacity` bounds; counted for bounded
+    /// subscribers only).
     deliveries: usize,
     /// Payload bytes of the deliveries in `items` (with a bytes bound).
     bytes: usize,
@@ -285,24 +288,16 @@ impl<P: Clone> LogReader<P> {
     }
 }
 
-/// The most items a drained batch keeps room for while items keep coming.
-/// The next swap hands that room to the queue, so a stream that a receiver
-/// takes in small batches moves between two buffers instead of allocating
-/// one per batch (and freeing it on the receiver's thread). The room goes
-/// once a receive finds nothing: see [`Mailbox::release_room`].
-const BATCH_KEPT: usize = 32;
-
 /// What receivers take items from without the mailbox lock.
 struct Taken<P> {
-    /// Items moved out of the queue in one go, oldest first (unbounded
+    /// Items moved out of the queue, oldest first, in chunks (unbounded
     /// subscribers only: a bound counts what is queued, so a bounded
-    /// subscriber's items stay in the queue until received). Read before
-    /// the queue, which holds only newer items. Made on the first swap;
-    /// once drained it keeps its room (up to [`BATCH_KEPT`] items) for the
-    /// next swap, until a receive finds nothing (a pointer the rest of the
-    /// time).
-    #[allow(clippy::box_collection)] // one pointer where a `VecDeque` is four
-    batch: Option<Box<VecDeque<Message<P>>>>,
+    /// subscriber's items stay in the queue until received; see
+    /// `batch.rs`). Read before the queue, which holds only newer items.
+    /// Made on the first move; once drained it keeps the room of its last
+    /// chunk (at most [`CHUNK`] items) for the next swap, until a receive
+    /// finds nothing (a pointer the rest of the time).
+    batch: Option<Box<Batch<Message<P>>>>,
     /// The log of the subscriber's only channel, read after the queue.
     log: Option<Box<LogReader<P>>>,
     /// Deliveries received, by any path.
@@ -317,10 +312,6 @@ impl<P: Clone> Taken<P> {
     fn next(&mut self, log: bool) -> Option<Message<P>> {
         if let Some(batch) = &mut self.batch {
             if let Some(message) = batch.pop_front() {
-                if batch.is_empty() && batch.capacity() > BATCH_KEPT {
-                    // A drained burst gives its memory back in one go.
-                    self.batch = None;
-                }
                 self.received += u64::from(message.is_delivery());
                 return Some(message);
             }
@@ -524,6 +515,29 @@ impl<P> Mailbox<P> {
         self.spare.fill(self.spare_shard, &mut inner.items);
     }
 
+    /// Queues one item at the back (counting nothing: the caller counts
+    /// deliveries). An unbounded subscriber's full queue first moves to the
+    /// receivers' batch, whole (see `batch.rs`).
+    #[inline]
+    fn queue_item(&self, inner: &mut Inner<P>, message: Message<P>) {
+        if inner.items.len() >= CHUNK && self.bound.is_none() {
+            self.move_chunk(inner);
+        }
+        inner.items.push_back(message);
+    }
+
+    /// Moves the full queue to the back of the receivers' batch (everything
+    /// in the batch is older) and starts a new chunk.
+    #[cold]
+    #[inline(never)]
+    fn move_chunk(&self, inner: &mut Inner<P>) {
+        let full = std::mem::replace(&mut inner.items, VecDeque::with_capacity(CHUNK));
+        self.lock_reader()
+            .batch
+            .get_or_insert_with(Box::default)
+            .push_chunk(full);
+    }
+
     /// Republishes whether the queue is non-empty, for the receive fast
     /// path; called under the mailbox lock after every change to `items`.
     fn sync_queued(&self, inner: &Inner<P>) {
@@ -603,9 +617,8 @@ impl<P> Mailbox<P> {
             let Some(bound) = &self.bound else {
                 offered.queued = group.len() as u64;
                 for message in group.drain(..) {
-                    inner.items.push_back(message);
+                    self.queue_item(&mut inner, message);
                 }
-                inner.deliveries += offered.queued as usize;
                 break;
             };
             if bound.blocks() && !Self::fits_all(&inner, bound, group) {
@@ -700,8 +713,7 @@ impl<P> Mailbox<P> {
             return Single::Declined;
         }
         self.room(&mut inner);
-        inner.items.push_back(make());
-        inner.deliveries += 1;
+        self.queue_item(&mut inner, make());
         self.sync_queued(&inner);
         self.wake_and_unlock(inner);
         Single::Queued
@@ -814,7 +826,7 @@ impl<P> Mailbox<P> {
             return;
         }
         self.room(&mut inner);
-        inner.items.push_back(message);
+        self.queue_item(&mut inner, message);
         self.sync_queued(&inner);
         self.wake_and_unlock(inner);
     }
@@ -832,7 +844,7 @@ impl<P> Mailbox<P> {
         if let Some(Message::Lagged { missed: reported }) = inner.items.back_mut() {
             *reported += missed;
         } else {
-            inner.items.push_back(Message::Lagged { missed });
+            self.queue_item(&mut inner, Message::Lagged { missed });
         }
         self.sync_queued(&inner);
         self.wake_and_unlock(inner);
@@ -863,14 +875,14 @@ impl<P> Mailbox<P> {
             history.push((pattern.clone(), stamp));
         }
         if self.confirmations {
-            inner.items.push_back(confirmation);
+            self.queue_item(&mut inner, confirmation);
         }
         let mut offered = Offered::default();
         if inner.state == State::Open {
             offered.counted = retained.len() as u64;
             for message in retained {
                 let Some(bound) = &self.bound else {
-                    Self::push_delivery(&mut inner, message, 0);
+                    self.queue_item(&mut inner, message);
                     offered.queued += 1;
                     continue;
                 };
@@ -1076,10 +1088,7 @@ impl<P: Clone> Mailbox<P> {
         // Moved, not received: counted when taken from the queue.
         let mut moved = 0;
         while let Some(message) = reader.next(&mut moved) {
-            if message.is_delivery() {
-                inner.deliveries += 1;
-            }
-            inner.items.push_back(message);
+            self.queue_item(&mut inner, message);
         }
         self.sync_queued(&inner);
     }
@@ -1111,10 +1120,6 @@ impl<P: Clone> Mailbox<P> {
             if let Some(batch) = batch {
                 if let Some(message) = batch.pop_front() {
                     *received += u64::from(message.is_delivery());
-                    if batch.is_empty() && batch.capacity() > BATCH_KEPT {
-                        // A drained burst gives its memory back in one go.
-                        taken.batch = None;
-                    }
                     return Ok(message);
                 }
             }
@@ -1295,7 +1300,7 @@ impl<P: Clone> Mailbox<P> {
         Poll::Pending
     }
 
-    /// Frees the room a drained batch kept (see [`BATCH_KEPT`]), and hands
+    /// Frees the room a drained batch kept (see [`Taken::batch`]), and hands
     /// an empty queue's room to the broker's spare room (see `spare.rs`):
     /// called, under the mailbox lock, when a receive found nothing and
     /// returns empty or goes to sleep, so that an idle subscriber keeps no
@@ -1333,8 +1338,7 @@ impl<P: Clone> Mailbox<P> {
             // serve themselves from the batch without this lock, and the
             // publishers find it free).
             let batch = taken.batch.get_or_insert_with(Box::default);
-            std::mem::swap(&mut **batch, &mut inner.items);
-            inner.deliveries = 0;
+            batch.take_all(&mut inner.items);
             self.sync_queued(inner);
             return taken.next(false);
         }
@@ -1357,8 +1361,10 @@ impl<P: Clone> Mailbox<P> {
             inner.items.shrink_to(len * 2);
         }
         if message.is_delivery() {
-            inner.deliveries -= 1;
+            // Counted for a bound only: an unbounded subscriber's items
+            // also leave in chunks (see `move_chunk`), uncounted.
             if let Some(bound) = &self.bound {
+                inner.deliveries -= 1;
                 inner.bytes -= bound.weigh(&message);
             }
             if inner.send_waiters > 0 {

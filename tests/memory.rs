@@ -29,6 +29,9 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 /// Bytes allocated since the start (frees not subtracted; a reallocation
 /// counts its new size).
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+/// The largest size one allocation or reallocation asked for since the last
+/// reset (see [`largest_while_queuing`]).
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
 
 struct Counting;
 
@@ -41,6 +44,7 @@ unsafe impl GlobalAlloc for Counting {
         if !ptr.is_null() {
             LIVE.fetch_add(layout.size(), Ordering::Relaxed);
             ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+            LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
         }
         ptr
     }
@@ -51,6 +55,7 @@ unsafe impl GlobalAlloc for Counting {
         if !ptr.is_null() {
             LIVE.fetch_add(layout.size(), Ordering::Relaxed);
             ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+            LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
         }
         ptr
     }
@@ -68,6 +73,7 @@ unsafe impl GlobalAlloc for Counting {
             LIVE.fetch_add(new_size, Ordering::Relaxed);
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
             ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
+            LARGEST.fetch_max(new_size, Ordering::Relaxed);
         }
         new
     }
@@ -346,6 +352,28 @@ fn pairs_stream(rounds: usize) -> (i64, i64) {
     let per_pair = (allocated() - before) / count(rounds);
     assert!(sub.try_recv().is_err(), "every pair was received");
     (per_pair, live() - baseline)
+}
+
+/// The largest single allocation (or reallocation) made while `n`
+/// messages queue up for a subscriber nobody drains. A queue that doubles
+/// one buffer reallocates (and copies) the whole backlog at each doubling;
+/// one that grows in chunks allocates a chunk at a time, and a list of
+/// chunks 1/64 the size.
+fn largest_while_queuing(n: usize) -> i64 {
+    let broker = Broker::new();
+    let sub = broker.subscriber_builder().confirmations(false).build();
+    sub.subscribe(["backlog"]).unwrap();
+    let payload = Bytes::from_static(b"payload");
+    LARGEST.store(0, Ordering::SeqCst);
+    for _ in 0..n {
+        broker.publish("backlog", payload.clone());
+    }
+    let largest = i64::try_from(LARGEST.load(Ordering::SeqCst)).expect("fits in i64");
+    assert_eq!(sub.len(), n, "everything queued");
+    for _ in 0..n {
+        sub.try_recv().expect("queued");
+    }
+    largest
 }
 
 /// How the receive that finds a subscriber empty is made.
@@ -707,6 +735,15 @@ fn memory_use() {
     );
 
     pairs_checked();
+
+    let largest = largest_while_queuing(100_000);
+    eprintln!(
+        "queuing 100,000 messages for an undrained subscriber: largest allocation {largest} B"
+    );
+    assert!(
+        largest <= 128 * KIB,
+        "a backlog of 100,000 messages made a {largest} B allocation"
+    );
 
     sleeping_checked();
 
