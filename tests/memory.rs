@@ -376,6 +376,19 @@ fn largest_while_queuing(n: usize) -> i64 {
     largest
 }
 
+/// Prints and checks [`largest_while_queuing`]: a backlog grows without
+/// large allocations.
+fn largest_checked() {
+    let largest = largest_while_queuing(100_000);
+    eprintln!(
+        "queuing 100,000 messages for an undrained subscriber: largest allocation {largest} B"
+    );
+    assert!(
+        largest <= 128 * KIB,
+        "a backlog of 100,000 messages made a {largest} B allocation"
+    );
+}
+
 /// How the receive that finds a subscriber empty is made.
 #[derive(Debug, Clone, Copy)]
 enum EmptyReceive {
