@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -328,6 +328,32 @@ impl<P: Clone> Taken<P> {
 /// (see [`Mailbox::look_before_sleeping`]).
 const LOOKS: usize = 16;
 
+/// How much a queue holds, as receivers see it without the mailbox lock
+/// (`Mailbox::queued`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Level {
+    /// Nothing.
+    Empty,
+    /// Fewer than [`MANY`] items.
+    Few,
+    /// [`MANY`] items or more: a stream is flowing.
+    Many,
+}
+
+/// Items from which a queue's level is [`Level::Many`].
+const MANY: usize = 8;
+
+impl Level {
+    fn of(len: usize) -> Level {
+        match len {
+            0 => Level::Empty,
+            len if len < MANY => Level::Few,
+            _ => Level::Many,
+        }
+    }
+}
+
 /// The receivers' own lock. Receivers take it without the mailbox lock
 /// (the receive fast path). It is held while taking one item (including the
 /// payload's clone, and freeing a segment of the log that was passed), while
@@ -390,13 +416,14 @@ pub(crate) struct Mailbox<P> {
     /// this mailbox uses.
     spare: Arc<Spare<Message<P>>>,
     spare_shard: u8,
-    /// Whether `inner.items` holds anything, written under the mailbox
-    /// lock: a receiver that sees false may read the log without that
-    /// lock. (Anything queued while the subscriber reads a log
-    /// came before its cursor: what was queued before the join. Later
-    /// items go to the log, until the subscriber leaves it; see
-    /// `Registry::leave_log`.)
-    queued: AtomicBool,
+    /// How much `inner.items` holds ([`Level`]), written under the mailbox
+    /// lock when it changes: a receiver that sees [`Level::Empty`] may read
+    /// the log without that lock. (Anything queued while the subscriber
+    /// reads a log came before its cursor: what was queued before the join.
+    /// Later items go to the log, until the subscriber leaves it; see
+    /// `Registry::leave_log`.) A receiver about to sleep also looks at it
+    /// (see [`Mailbox::look_before_sleeping`]).
+    queued: AtomicU8,
 }
 
 impl<P> fmt::Debug for Mailbox<P> {
@@ -433,7 +460,7 @@ impl<P> Mailbox<P> {
                 log_sleeper: false,
                 ring: false,
             }),
-            queued: AtomicBool::new(false),
+            queued: AtomicU8::new(Level::Empty as u8),
             reader: ReaderLock::new(Taken {
                 batch: None,
                 log: None,
@@ -538,17 +565,22 @@ impl<P> Mailbox<P> {
             .push_chunk(full);
     }
 
-    /// Republishes whether the queue is non-empty, for the receive fast
-    /// path; called under the mailbox lock after every change to `items`.
+    /// Republishes how much the queue holds, for receivers that do not take
+    /// the mailbox lock; called under the mailbox lock after every change to
+    /// `items`.
     fn sync_queued(&self, inner: &Inner<P>) {
-        // Only whether anything is queued matters to the fast path: written
-        // when that changes, so a publisher adding to a non-empty queue
-        // does not write the line again (a neighbouring mailbox's
-        // publisher may be using it).
-        let queued = !inner.items.is_empty();
-        if self.queued.load(Ordering::Relaxed) != queued {
-            self.queued.store(queued, Ordering::Release);
+        // Written when the level changes only, so a publisher adding to a
+        // queue does not write the line again at each publish.
+        let level = Level::of(inner.items.len()) as u8;
+        if self.queued.load(Ordering::Relaxed) != level {
+            self.queued.store(level, Ordering::Release);
         }
+    }
+
+    /// Whether nothing is queued (looked at without the mailbox lock).
+    #[inline]
+    fn nothing_queued(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == Level::Empty as u8
     }
 
     /// The channel whose log this subscriber reads (its name, and whether it
@@ -1123,7 +1155,7 @@ impl<P: Clone> Mailbox<P> {
                     return Ok(message);
                 }
             }
-            if !self.queued.load(Ordering::Acquire) {
+            if self.nothing_queued() {
                 if let Some(message) = log.as_mut().and_then(|reader| reader.next(received)) {
                     return Ok(message);
                 }
@@ -1143,7 +1175,9 @@ impl<P: Clone> Mailbox<P> {
         deadline: Option<Instant>,
     ) -> Result<Message<P>, Empty> {
         if wait {
-            self.look_before_sleeping(deadline);
+            if let Some(message) = self.look_before_sleeping(deadline) {
+                return Ok(message);
+            }
         }
         let mut inner = self.inner.lock();
         loop {
@@ -1181,38 +1215,42 @@ impl<P: Clone> Mailbox<P> {
     }
 
     /// Before a receiver that found nothing goes to sleep: yields its thread
-    /// up to [`LOOKS`] times, looking after each yield whether an item may
-    /// be waiting (two flags, read without the mailbox lock), and stops
-    /// looking when one may be or `deadline` passes. The caller then takes
-    /// the mailbox lock and looks for real.
+    /// up to [`LOOKS`] times, and after each yield looks, without the
+    /// mailbox lock, for what it can take. A chunk the publisher moved to
+    /// the batch (or a log entry) is taken there and then. A queue of
+    /// [`Level::Few`] items ends the looks: the caller takes the mailbox
+    /// lock and takes them. A queue of [`Level::Many`] items means a stream
+    /// is flowing: the receiver keeps yielding until the publisher moves a
+    /// full chunk over (or the looks run out), so that the two threads meet
+    /// at the mailbox lock about once per chunk, not once per item or two.
+    /// The looks also end when `deadline` passes.
     ///
-    /// A receiver keeping up with a stream otherwise finds its queue empty
-    /// between two publishes and sleeps, and the next publish pays a system
-    /// call to wake it. Looking at once instead (spinning, or looking
-    /// before the first yield) makes the receiver take the one or two
-    /// items published since its last look, under the lock the publisher
-    /// needs for each publish. The yield comes first, so that items gather
-    /// (and the publisher runs, where the two threads share a processor),
-    /// and the receiver takes them in one go. Measured on one subscriber fed
-    /// from another thread (the `one_to_one` bench against a bare crossbeam
-    /// channel, interleaved runs): 1.08–1.25x sleeping at once; spinning
-    /// (crossbeam's backoff) 2.3x; 2 looks 4.0–4.7x; looking before each
-    /// yield 1.5–3.5x; yielding first, 8, 16 or 32 looks: 1.00–1.11x.
-    fn look_before_sleeping(&self, deadline: Option<Instant>) {
+    /// Measured on one subscriber fed from another thread (the `one_to_one`
+    /// bench against a bare crossbeam channel, interleaved runs), and on a
+    /// round trip between two threads through two channels (throwaway
+    /// driver; crossbeam 0.9–1.05 µs):
+    ///
+    /// | before sleeping | `one_to_one` | round trip |
+    /// |---|---|---|
+    /// | nothing: sleeps at once | 1.08–1.25x | 27–44 µs |
+    /// | spins (crossbeam's backoff) | 2.3x | — |
+    /// | 2 looks, any item ends them | 4.0–4.7x | — |
+    /// | 16 looks, any item ends them | 1.06–1.16x | 1.0–2.0 µs |
+    /// | 16 looks, only a chunk ends them | 0.92–0.99x | 8.7–9.5 µs |
+    /// | 16 looks, as above (a few items, or a chunk) | 0.95–0.99x | 1.1–2.1 µs |
+    fn look_before_sleeping(&self, deadline: Option<Instant>) -> Option<Message<P>> {
         for _ in 0..LOOKS {
             std::thread::yield_now();
-            if self.queued.load(Ordering::Acquire)
-                || self.reader.try_lock().is_some_and(|taken| {
-                    taken
-                        .log
-                        .as_ref()
-                        .is_some_and(|reader| reader.cursor.has_next())
-                })
+            if let Some(message) = self.take_fast() {
+                return Some(message);
+            }
+            if self.queued.load(Ordering::Acquire) == Level::Few as u8
                 || deadline.is_some_and(|deadline| Instant::now() >= deadline)
             {
-                return;
+                return None;
             }
         }
+        None
     }
 
     /// Before a receiver leaves while others still wait (blocked threads
@@ -1325,7 +1363,7 @@ impl<P: Clone> Mailbox<P> {
     #[inline]
     fn take_fast(&self) -> Option<Message<P>> {
         let mut taken = self.reader.try_lock()?;
-        taken.next(!self.queued.load(Ordering::Acquire))
+        taken.next(self.nothing_queued())
     }
 
     fn pop(&self, inner: &mut MutexGuard<'_, Inner<P>>) -> Option<Message<P>> {
