@@ -30,7 +30,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use smallvec::SmallVec;
 
-use crate::batch::{Batch, CHUNK};
+use crate::batch::{Batch, CHUNK, MAX_CHUNK};
 use crate::held::Held;
 use crate::log::{Cursor, Entry, Wake};
 use crate::spare::{Spare, ROOM};
@@ -295,8 +295,8 @@ struct Taken<P> {
     /// subscriber's items stay in the queue until received; see
     /// `batch.rs`). Read before the queue, which holds only newer items.
     /// Made on the first move; once drained it keeps the room of its last
-    /// chunk (at most [`CHUNK`] items) for the next swap, until a receive
-    /// finds nothing (a pointer the rest of the time).
+    /// chunk for the next swap, until a receive finds nothing (a pointer the
+    /// rest of the time).
     batch: Option<Box<Batch<Message<P>>>>,
     /// The log of the subscriber's only channel, read after the queue.
     log: Option<Box<LogReader<P>>>,
@@ -547,7 +547,10 @@ impl<P> Mailbox<P> {
     /// receivers' batch, whole (see `batch.rs`).
     #[inline]
     fn queue_item(&self, inner: &mut Inner<P>, message: Message<P>) {
-        if inner.items.len() >= CHUNK && self.bound.is_none() {
+        if inner.items.len() >= CHUNK
+            && inner.items.len() == inner.items.capacity()
+            && self.bound.is_none()
+        {
             self.move_chunk(inner);
         }
         inner.items.push_back(message);
@@ -558,11 +561,18 @@ impl<P> Mailbox<P> {
     #[cold]
     #[inline(never)]
     fn move_chunk(&self, inner: &mut Inner<P>) {
-        let full = std::mem::replace(&mut inner.items, VecDeque::with_capacity(CHUNK));
-        self.lock_reader()
-            .batch
-            .get_or_insert_with(Box::default)
-            .push_chunk(full);
+        let mut taken = self.lock_reader();
+        let batch = taken.batch.get_or_insert_with(Box::default);
+        // A backlog (the batch still holds items) grows by chunks twice the
+        // last one's size, up to MAX_CHUNK; a receiver keeping up meets
+        // chunks of CHUNK.
+        let room = if batch.is_empty() {
+            CHUNK
+        } else {
+            (inner.items.capacity() * 2).clamp(CHUNK, MAX_CHUNK)
+        };
+        let full = std::mem::replace(&mut inner.items, VecDeque::with_capacity(room));
+        batch.push_chunk(full);
     }
 
     /// Republishes how much the queue holds, for receivers that do not take
