@@ -55,10 +55,13 @@ impl<T> Batch<T> {
     /// Takes the oldest item.
     #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<T> {
-        match self.front.pop_front() {
-            Some(item) => Some(item),
-            None => self.next_chunk(),
+        // The front's own result, returned as it is: matching on it and
+        // wrapping the item again made the compiler copy the item through
+        // the stack, and the receive stall on the copy (store forwarding).
+        if self.front.is_empty() {
+            return self.next_chunk();
         }
+        self.front.pop_front()
     }
 
     /// The front chunk is empty: moves on to the next that holds an item,

@@ -563,14 +563,15 @@ impl<P> Mailbox<P> {
     fn move_chunk(&self, inner: &mut Inner<P>) {
         let mut taken = self.lock_reader();
         let batch = taken.batch.get_or_insert_with(Box::default);
-        // A backlog (the batch still holds items) grows by chunks twice the
-        // last one's size, up to MAX_CHUNK; a receiver keeping up meets
-        // chunks of CHUNK.
-        let room = if batch.is_empty() {
-            CHUNK
-        } else {
-            (inner.items.capacity() * 2).clamp(CHUNK, MAX_CHUNK)
-        };
+        if batch.is_empty() {
+            // The receivers keep up: the queue takes the emptied batch's
+            // room, as a receiver's swap does.
+            batch.take_all(&mut inner.items);
+            return;
+        }
+        // A backlog grows by chunks twice the last one's size, up to
+        // MAX_CHUNK.
+        let room = (inner.items.capacity() * 2).clamp(CHUNK, MAX_CHUNK);
         let full = std::mem::replace(&mut inner.items, VecDeque::with_capacity(room));
         batch.push_chunk(full);
     }
