@@ -55,6 +55,10 @@
 //! - `delivery_kind/{channel,pattern}`: one thread publishes 100 messages
 //!   to one subscriber holding the channel, or only a matching pattern, and
 //!   receives them: what a pattern delivery costs next to a channel one.
+//! - `round_trip`: one thread publishes on `ping` and waits for the answer
+//!   on `pong`; an echo thread receives each ping and publishes it back:
+//!   the latency of a hand-off both ways, 1,000 round trips per
+//!   iteration. `crossbeam`: the same over two bare crossbeam channels.
 //! - `single_thread/N` (N = 1, 10, 100, 1000): one thread publishes 100 messages to N
 //!   subscribers, then drains every queue; the same four contenders as
 //!   `fanout`. No thread hand-off, so these ratios are the steadiest.
@@ -771,9 +775,86 @@ fn single_thread(c: &mut Criterion) {
     }
 }
 
+// ---- round_trip ----------------------------------------------------------------
+
+/// Round trips per timed iteration of `round_trip`.
+const ROUND_TRIPS: usize = 1_000;
+
+/// `iters` × [`ROUND_TRIPS`] round trips: this thread publishes on `ping`
+/// and waits for the answer on `pong`; an echo thread receives each ping
+/// and publishes it back on `pong`.
+fn channelcast_round_trips(iters: u64) -> Duration {
+    let broker = Broker::new();
+    let echo_sub = broker.subscriber_builder().confirmations(false).build();
+    echo_sub.subscribe(["ping"]).expect("broker alive");
+    let answers = broker.subscriber_builder().confirmations(false).build();
+    answers.subscribe(["pong"]).expect("broker alive");
+    let payload = payload();
+    thread::scope(|scope| {
+        let echo = broker.clone();
+        scope.spawn(move || {
+            // An empty ping ends it (it holds a broker handle, so the
+            // subscription never disconnects); so does a receive that
+            // fails, which a panic on the timing side would need.
+            while let Ok(message) = echo_sub.recv_timeout(Duration::from_mins(1)) {
+                let payload = message.into_payload().expect("a delivery");
+                if payload.is_empty() {
+                    break;
+                }
+                echo.publish("pong", payload);
+            }
+        });
+        let start = Instant::now();
+        for _ in 0..iters {
+            for _ in 0..ROUND_TRIPS {
+                broker.publish("ping", payload.clone());
+                black_box(answers.recv().expect("the echo answers"));
+            }
+        }
+        let elapsed = start.elapsed();
+        broker.publish("ping", Bytes::new());
+        elapsed
+    })
+}
+
+/// [`channelcast_round_trips`] over two bare crossbeam channels.
+fn crossbeam_round_trips(iters: u64) -> Duration {
+    let (ping_tx, ping_rx) = cb::unbounded::<Bytes>();
+    let (pong_tx, pong_rx) = cb::unbounded::<Bytes>();
+    let payload = payload();
+    thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Ok(payload) = ping_rx.recv() {
+                if pong_tx.send(payload).is_err() {
+                    break;
+                }
+            }
+        });
+        let start = Instant::now();
+        for _ in 0..iters {
+            for _ in 0..ROUND_TRIPS {
+                ping_tx.send(payload.clone()).expect("the echo is alive");
+                black_box(pong_rx.recv().expect("the echo answers"));
+            }
+        }
+        let elapsed = start.elapsed();
+        drop(ping_tx);
+        elapsed
+    })
+}
+
+fn round_trip(c: &mut Criterion) {
+    let mut group = group(c, "round_trip");
+    group.throughput(elements(ROUND_TRIPS));
+    group.bench_function("channelcast", |b| b.iter_custom(channelcast_round_trips));
+    group.bench_function("crossbeam", |b| b.iter_custom(crossbeam_round_trips));
+    group.finish();
+}
+
 criterion_group!(
     benches,
     one_to_one,
+    round_trip,
     fanout,
     single_thread,
     delivery_kind,
