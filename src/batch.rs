@@ -61,7 +61,20 @@ impl<T> Batch<T> {
         if self.front.is_empty() {
             return self.next_chunk();
         }
-        self.front.pop_front()
+        let item = self.front.pop_front();
+        if self.front.is_empty() && self.front.capacity() > CHUNK && self.rest.is_empty() {
+            self.give_back();
+        }
+        item
+    }
+
+    /// The batch was emptied of a backlog's chunk: frees its room, which a
+    /// receiver that stops here would otherwise keep (up to [`MAX_CHUNK`]
+    /// items) until a receive finds nothing.
+    #[cold]
+    #[inline(never)]
+    fn give_back(&mut self) {
+        self.front = VecDeque::new();
     }
 
     /// The front chunk is empty: moves on to the next that holds an item,
@@ -97,7 +110,8 @@ impl<T> Batch<T> {
     }
 
     /// Takes every item of `queue`, leaving it the emptied front chunk's
-    /// room (a stream whose receiver keeps up moves two buffers round).
+    /// room, up to [`CHUNK`] items (a stream whose receiver keeps up moves
+    /// two buffers round).
     ///
     /// # Panics
     ///
@@ -105,6 +119,10 @@ impl<T> Batch<T> {
     pub(crate) fn take_all(&mut self, queue: &mut VecDeque<T>) {
         assert!(self.is_empty(), "a batch takes a queue once emptied");
         std::mem::swap(&mut self.front, queue);
+        if queue.capacity() > CHUNK {
+            // A backlog's room: the queue starts small again.
+            *queue = VecDeque::new();
+        }
     }
 }
 

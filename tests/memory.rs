@@ -352,16 +352,20 @@ fn pairs_stream(rounds: usize) -> (i64, i64) {
     (per_pair, live() - baseline)
 }
 
-/// Bytes handed to reallocations while `n` messages queue up for a
-/// subscriber nobody drains. A queue that doubles one buffer reallocates
-/// (and may copy) the whole backlog at each doubling, with the allocator's
-/// lock held; one that grows by chunks reallocates only its first chunk
-/// (while it grows to 64 items) and its list of chunks.
-fn reallocated_while_queuing(n: usize) -> i64 {
+/// `(bytes handed to reallocations while `n` messages queue up for a
+/// subscriber nobody drains, bytes it keeps once exactly those `n` are
+/// received)`. A queue that doubles one buffer reallocates (and may copy)
+/// the whole backlog at each doubling, with the allocator's lock held; one
+/// that grows by chunks reallocates only its first chunk (while it grows to
+/// 64 items) and its list of chunks. A receiver that stops after its last
+/// message (no receive finds the subscriber empty) must not leave the
+/// backlog's room behind.
+fn reallocated_while_queuing(n: usize) -> (i64, i64) {
     let broker = Broker::new();
     let sub = broker.subscriber_builder().confirmations(false).build();
     sub.subscribe(["backlog"]).unwrap();
     let payload = Bytes::from_static(b"payload");
+    let baseline = live();
     let before = REALLOCATED.load(Ordering::SeqCst);
     for _ in 0..n {
         broker.publish("backlog", payload.clone());
@@ -371,17 +375,25 @@ fn reallocated_while_queuing(n: usize) -> i64 {
     for _ in 0..n {
         sub.try_recv().expect("queued");
     }
-    i64::try_from(moved).expect("fits in i64")
+    let kept = live() - baseline;
+    (i64::try_from(moved).expect("fits in i64"), kept)
 }
 
 /// Prints and checks [`reallocated_while_queuing`]: a backlog grows without
-/// reallocating what it holds.
+/// reallocating what it holds, and leaves no room behind once received.
 fn reallocated_checked() {
-    let moved = reallocated_while_queuing(100_000);
-    eprintln!("queuing 100,000 messages for an undrained subscriber: {moved} B reallocated");
+    let (moved, kept) = reallocated_while_queuing(100_000);
+    eprintln!(
+        "queuing 100,000 messages for an undrained subscriber: {moved} B reallocated; \
+         {kept} B kept once exactly those were received"
+    );
     assert!(
         moved <= 64 * KIB,
         "a backlog of 100,000 messages reallocated {moved} B"
+    );
+    assert!(
+        kept <= 16 * KIB,
+        "a subscriber that received exactly its backlog of 100,000 kept {kept} B"
     );
 }
 
