@@ -536,13 +536,23 @@ impl<P> Mailbox<P> {
     /// receivers' batch, whole (see `batch.rs`).
     #[inline]
     fn queue_item(&self, inner: &mut Inner<P>, message: Message<P>) {
+        self.queue_made(inner, || message);
+    }
+
+    /// [`queue_item`](Mailbox::queue_item) of the item `make` builds, in
+    /// place in the queue: built first and then pushed, the 88-byte item
+    /// was copied through the stack, and the copy stalled on the narrow
+    /// stores that built it (store forwarding).
+    #[allow(clippy::inline_always)] // the point: see above
+    #[inline(always)]
+    fn queue_made(&self, inner: &mut Inner<P>, make: impl FnOnce() -> Message<P>) {
         if inner.items.len() >= CHUNK
             && inner.items.len() == inner.items.capacity()
             && self.bound.is_none()
         {
             self.move_chunk(inner);
         }
-        inner.items.push_back(message);
+        inner.items.push_back(make());
     }
 
     /// Moves the full queue to the back of the receivers' batch (everything
@@ -755,7 +765,7 @@ impl<P> Mailbox<P> {
             return Single::Declined;
         }
         self.room(&mut inner);
-        self.queue_item(&mut inner, make());
+        self.queue_made(&mut inner, make);
         self.sync_queued(&inner);
         self.wake_and_unlock(inner);
         Single::Queued
