@@ -374,6 +374,13 @@ impl<P: Clone + Send + Sync + 'static> Subscriber<P> {
 impl<P: Clone> Subscriber<P> {
     /// Blocks until the next message, confirmation or lag report arrives.
     ///
+    /// An unbounded subscriber's receiver that finds nothing yields its
+    /// thread a few times (for 50 µs at most) and looks again before it
+    /// sleeps, so that a stream's items are taken in chunks and a prompt
+    /// answer does not wait for a wake-up; the same holds for
+    /// [`recv_timeout`](Subscriber::recv_timeout) and
+    /// [`recv_deadline`](Subscriber::recv_deadline), within their deadline.
+    ///
     /// # Errors
     ///
     /// [`RecvError::Disconnected`] once every [`Broker`](crate::Broker)
