@@ -259,9 +259,39 @@ struct LogReader<P> {
 }
 
 impl<P: Clone> LogReader<P> {
-    /// The next entry as the item the subscriber receives; counts it in
+    /// The next entry as the item the subscriber receives, unless the
+    /// mailbox's queue (`queued`, its count) holds anything; counts it in
     /// `received` when it is a delivery.
+    ///
+    /// The count is read *after* the entry is seen. An item still being
+    /// queued for this subscriber comes before a later append to the log
+    /// (a publish that queues it finishes before the next publish on the
+    /// channel appends), and the acquire load that sees the appended entry
+    /// makes that item's count visible: looked at first, the count could
+    /// say "empty" just before an older publish queued its item, and a
+    /// newer entry then passed it.
     #[inline]
+    fn next_unless_queued(&mut self, received: &mut u64, queued: &AtomicU32) -> Option<Message<P>> {
+        let entry = self.cursor.peek()?;
+        if queued.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        // The payload is cloned before the cursor moves past it: a clone
+        // that panics leaves the entry unread and uncounted.
+        let message = match entry {
+            Entry::Payload(payload) => {
+                LogReader::message(&self.channel, self.shard, payload.clone())
+            }
+            Entry::Lost(missed) => Message::Lagged { missed: *missed },
+        };
+        self.cursor.advance();
+        *received += u64::from(message.is_delivery());
+        Some(message)
+    }
+
+    /// The next entry as an item, whatever is queued (for moving what is
+    /// left of the log to the queue); counts it in `received` when it is a
+    /// delivery.
     fn next(&mut self, received: &mut u64) -> Option<Message<P>> {
         // The payload is cloned before the cursor moves past it: a clone
         // that panics leaves the entry unread and uncounted.
@@ -305,21 +335,22 @@ struct Taken<P> {
 }
 
 impl<P: Clone> Taken<P> {
-    /// The next item of the batch, then of the log (`log` false: the queue
-    /// may hold items that come before the log's). [`Mailbox::take`]'s fast
-    /// path repeats this, written out: change both together.
+    /// The next item of the batch, then of the log unless the queue holds
+    /// anything (`queued`, the mailbox's count; `None`: not the log, the
+    /// queue may hold items that come before the log's).
+    /// [`Mailbox::take`]'s fast path repeats this, written out: change both
+    /// together.
     #[inline]
-    fn next(&mut self, log: bool) -> Option<Message<P>> {
+    fn next(&mut self, queued: Option<&AtomicU32>) -> Option<Message<P>> {
         if let Some(batch) = &mut self.batch {
             if let Some(message) = batch.pop_front() {
                 self.received += u64::from(message.is_delivery());
                 return Some(message);
             }
         }
-        if !log {
-            return None;
-        }
-        self.log.as_mut()?.next(&mut self.received)
+        self.log
+            .as_mut()?
+            .next_unless_queued(&mut self.received, queued?)
     }
 }
 
@@ -406,8 +437,9 @@ pub(crate) struct Mailbox<P> {
     spare: Arc<Spare<Message<P>>>,
     spare_shard: u8,
     /// How many items `inner.items` holds, counted up to [`MANY`], written
-    /// under the mailbox lock when it changes: a receiver that sees 0 may read
-    /// the log without that lock. (Anything queued while the subscriber
+    /// under the mailbox lock when it changes: a receiver that sees 0 after
+    /// it has seen the log's next entry may take that entry without the lock
+    /// (see [`LogReader::next_unless_queued`]). (Anything queued while the subscriber
     /// reads a log came before its cursor: what was queued before the join.
     /// Later items go to the log, until the subscriber leaves it; see
     /// `Registry::leave_log`.) A receiver about to sleep also looks at it
@@ -588,12 +620,6 @@ impl<P> Mailbox<P> {
         if self.queued.load(Ordering::Relaxed) != len {
             self.queued.store(len, Ordering::Release);
         }
-    }
-
-    /// Whether nothing is queued (looked at without the mailbox lock).
-    #[inline]
-    fn nothing_queued(&self) -> bool {
-        self.queued_len() == 0
     }
 
     /// How many items are queued, up to [`MANY`] (looked at without the
@@ -1175,10 +1201,11 @@ impl<P: Clone> Mailbox<P> {
                     return Ok(message);
                 }
             }
-            if self.nothing_queued() {
-                if let Some(message) = log.as_mut().and_then(|reader| reader.next(received)) {
-                    return Ok(message);
-                }
+            if let Some(message) = log
+                .as_mut()
+                .and_then(|reader| reader.next_unless_queued(received, &self.queued))
+            {
+                return Ok(message);
             }
         }
         match self.take_slow(wait, deadline) {
@@ -1418,12 +1445,12 @@ impl<P: Clone> Mailbox<P> {
     #[inline]
     fn take_fast(&self) -> Option<Message<P>> {
         let mut taken = self.reader.try_lock()?;
-        taken.next(self.nothing_queued())
+        taken.next(Some(&self.queued))
     }
 
     fn pop(&self, inner: &mut MutexGuard<'_, Inner<P>>) -> Option<Message<P>> {
         let mut taken = self.lock_reader();
-        if let Some(message) = taken.next(false) {
+        if let Some(message) = taken.next(None) {
             return Some(message);
         }
         if self.bound.is_none() && inner.items.len() > 1 {
@@ -1433,10 +1460,10 @@ impl<P: Clone> Mailbox<P> {
             let batch = taken.batch.get_or_insert_with(Box::default);
             batch.take_all(&mut inner.items);
             self.sync_queued(inner);
-            return taken.next(false);
+            return taken.next(None);
         }
         let Some(message) = inner.items.pop_front() else {
-            return taken.next(true);
+            return taken.next(Some(&self.queued));
         };
         taken.received += u64::from(message.is_delivery());
         let taken_log = taken.log.is_some();

@@ -700,3 +700,70 @@ fn stats_snapshot_is_consistent_while_receiving() {
         );
     }
 }
+
+/// A publish blocked on a full `Overflow::Block` subscriber of the channel
+/// still has to queue its delivery for C, a queue-fed subscriber listed
+/// after it; meanwhile a new sole subscriber's join moves C onto the
+/// channel's log, and C's receiver waits. Once the publish goes on, C must
+/// receive its delivery (queued) before the next publish's (appended to the
+/// log). A receiver that looked at "nothing queued" before it looked at the
+/// log could take the newer log entry first; it now reads the count after
+/// it has seen the entry (seen failing, 3 runs in 3, with a 300 ms pause
+/// put between the two looks of the old order; it holds with the pause put
+/// anywhere in the new one).
+#[test]
+fn a_log_entry_never_overtakes_a_delivery_still_being_queued() {
+    wait::within("log entry against a delivery still being queued", || {
+        let broker = Broker::new();
+        let blocking = Arc::new(
+            broker
+                .subscriber_builder()
+                .confirmations(false)
+                .capacity(1)
+                .overflow(channelcast::Overflow::Block)
+                .build(),
+        );
+        blocking.subscribe(["x"]).unwrap();
+        let c = Arc::new(broker.subscriber_builder().confirmations(false).build());
+        // Two names at the join, so C is queue-fed; then only "x".
+        c.subscribe(["y"]).unwrap();
+        c.subscribe(["x"]).unwrap();
+        c.unsubscribe(["y"]).unwrap();
+        broker.publish("x", "m0"); // fills the blocking subscriber
+        let first = c.recv_timeout(PATIENCE).unwrap();
+        assert_eq!(first.payload_str(), Some("m0"));
+        let publisher = {
+            let broker = broker.clone();
+            thread::spawn(move || broker.publish("x", "m1"))
+        };
+        thread::sleep(Duration::from_millis(50)); // m1 waits for room
+        let sole = broker.subscriber_builder().confirmations(false).build();
+        sole.subscribe(["x"]).unwrap(); // moves C onto the log
+        let receiver = {
+            let c = Arc::clone(&c);
+            thread::spawn(move || {
+                let a = c.recv_timeout(PATIENCE).unwrap();
+                let b = c.recv_timeout(PATIENCE).unwrap();
+                (
+                    a.payload_str().unwrap().to_string(),
+                    b.payload_str().unwrap().to_string(),
+                )
+            })
+        };
+        thread::sleep(Duration::from_millis(50));
+        let drainer = {
+            let blocking = Arc::clone(&blocking);
+            thread::spawn(move || {
+                for _ in 0..3 {
+                    let _ = blocking.recv_timeout(Duration::from_secs(2));
+                }
+            })
+        };
+        publisher.join().unwrap();
+        broker.publish("x", "m2"); // appended to the log
+        let got = receiver.join().unwrap();
+        drainer.join().unwrap();
+        assert_eq!(got, ("m1".to_string(), "m2".to_string()), "out of order");
+        drop(sole);
+    });
+}
