@@ -102,11 +102,7 @@ impl<T> Batch<T> {
 
     /// Appends a chunk of newer items.
     pub(crate) fn push_chunk(&mut self, chunk: VecDeque<T>) {
-        if self.front.is_empty() && self.rest.is_empty() {
-            self.front = chunk;
-        } else {
-            self.rest.push_back(chunk);
-        }
+        self.rest.push_back(chunk);
     }
 
     /// Takes every item of `queue`, leaving it the emptied front chunk's

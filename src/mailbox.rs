@@ -272,30 +272,27 @@ impl<P: Clone> LogReader<P> {
     /// newer entry then passed it.
     #[inline]
     fn next_unless_queued(&mut self, received: &mut u64, queued: &AtomicU32) -> Option<Message<P>> {
-        let entry = self.cursor.peek()?;
-        if queued.load(Ordering::Acquire) != 0 {
-            return None;
-        }
-        // The payload is cloned before the cursor moves past it: a clone
-        // that panics leaves the entry unread and uncounted.
-        let message = match entry {
-            Entry::Payload(payload) => {
-                LogReader::message(&self.channel, self.shard, payload.clone())
-            }
-            Entry::Lost(missed) => Message::Lagged { missed: *missed },
-        };
-        self.cursor.advance();
-        *received += u64::from(message.is_delivery());
-        Some(message)
+        self.next_if(received, || queued.load(Ordering::Acquire) == 0)
     }
 
     /// The next entry as an item, whatever is queued (for moving what is
     /// left of the log to the queue); counts it in `received` when it is a
     /// delivery.
     fn next(&mut self, received: &mut u64) -> Option<Message<P>> {
+        self.next_if(received, || true)
+    }
+
+    /// The next entry as an item if there is one and, asked once it is
+    /// seen, `take` agrees.
+    #[inline]
+    fn next_if(&mut self, received: &mut u64, take: impl FnOnce() -> bool) -> Option<Message<P>> {
+        let entry = self.cursor.peek()?;
+        if !take() {
+            return None;
+        }
         // The payload is cloned before the cursor moves past it: a clone
         // that panics leaves the entry unread and uncounted.
-        let message = match self.cursor.peek()? {
+        let message = match entry {
             Entry::Payload(payload) => {
                 LogReader::message(&self.channel, self.shard, payload.clone())
             }
@@ -611,10 +608,8 @@ impl<P> Mailbox<P> {
     /// the mailbox lock; called under the mailbox lock after every change to
     /// `items`.
     fn sync_queued(&self, inner: &Inner<P>) {
-        // Written when the level changes only, so a publisher adding to a
-        // queue does not write the line again at each publish.
-        // Counted up to MANY only: a publisher adding to a longer queue
-        // writes nothing here.
+        // Counted up to MANY and written only when it changes: a publisher
+        // adding to a longer queue writes nothing here.
         #[allow(clippy::cast_possible_truncation)] // at most MANY
         let len = inner.items.len().min(MANY) as u32;
         if self.queued.load(Ordering::Relaxed) != len {

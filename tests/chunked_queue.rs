@@ -16,6 +16,29 @@ use std::time::{Duration, Instant};
 
 use channelcast::{Broker, Message, Overflow, RecvTimeoutError, TryRecvError};
 
+/// Receives from `sub` on a thread of its own until `stop` is set and a
+/// receive then times out; returns everything received, in order.
+fn collect_until_stopped(
+    sub: Arc<channelcast::Subscriber>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<Vec<Message>> {
+    thread::spawn(move || {
+        let mut seen = Vec::new();
+        loop {
+            match sub.recv_timeout(Duration::from_millis(50)) {
+                Ok(m) => seen.push(m),
+                Err(RecvTimeoutError::Timeout) => {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        seen
+    })
+}
+
 fn num(m: &Message) -> usize {
     m.payload_str()
         .and_then(|s| s.parse().ok())
@@ -341,24 +364,8 @@ fn leave_log_with_long_backlog_and_live_receiver() {
             for i in 0..N {
                 broker.publish("x", i.to_string());
             }
-            let a2 = Arc::clone(&a);
             let stop = Arc::new(AtomicBool::new(false));
-            let s2 = Arc::clone(&stop);
-            let r = thread::spawn(move || {
-                let mut seen = Vec::new();
-                loop {
-                    match a2.recv_timeout(Duration::from_millis(50)) {
-                        Ok(m) => seen.push(m),
-                        Err(RecvTimeoutError::Timeout) => {
-                            if s2.load(Ordering::Acquire) {
-                                break;
-                            }
-                        }
-                        Err(e) => panic!("{e:?}"),
-                    }
-                }
-                seen
-            });
+            let r = collect_until_stopped(Arc::clone(&a), Arc::clone(&stop));
             thread::sleep(Duration::from_micros(300));
             a.subscribe(["y"]).unwrap();
             for i in N..N + 1000 {
@@ -436,20 +443,8 @@ fn confirmations_bracket_messages_across_chunks() {
         let broker = Broker::new();
         let sub = Arc::new(broker.subscriber());
         sub.subscribe(["keep"]).unwrap();
-        let s2 = Arc::clone(&sub);
         let stop = Arc::new(AtomicBool::new(false));
-        let st = Arc::clone(&stop);
-        let r = thread::spawn(move || {
-            let mut seen = Vec::new();
-            loop {
-                match s2.recv_timeout(Duration::from_millis(50)) {
-                    Ok(m) => seen.push(m),
-                    Err(_) if st.load(Ordering::Acquire) => break,
-                    Err(_) => {}
-                }
-            }
-            seen
-        });
+        let r = collect_until_stopped(Arc::clone(&sub), Arc::clone(&stop));
         let b2 = broker.clone();
         let p = thread::spawn(move || {
             for i in 0..150_000usize {
